@@ -1,1 +1,29 @@
-pub fn hello() {}
+//! kit: post-train small LLMs in Rust — QLoRA, SFT, DPO, GRPO and reward models, with a course attached.
+//!
+//! Data flows one way: source → model → (adapter) → batch → loss → step → metrics.
+//! Generation is the same model run with a KV cache.
+//!
+//! ```ignore
+//! use kit::prelude::*;
+//! let model = Model::load("smollm2-135m", &LoadOptions::default())?;
+//! let out = model.generate(&["What is the capital of France?"], &GenerationConfig::greedy(32))?;
+//! println!("{}", out[0].text);
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+
+/// Everything a notebook or example needs: `use kit::prelude::*;`.
+pub mod prelude {
+    pub use crate::device::{pick_device, DeviceChoice};
+    pub use crate::model::ModelConfig;
+    pub use crate::tokenizer::{Message, Tokenizer};
+    pub use candle_core::{DType, Device, Tensor};
+}

@@ -1,0 +1,1 @@
+//! Datasets: TRL formats, loading with file:line errors, validators and generators.

@@ -1,0 +1,1 @@
+//! Token sampling: temperature, top-k, top-p, repetition penalty, seeded.
