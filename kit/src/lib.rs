@@ -14,6 +14,7 @@
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod hub;
 pub mod model;
 pub mod sampling;
 pub mod tokenizer;

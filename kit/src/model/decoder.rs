@@ -1,0 +1,256 @@
+//! The one decoder: embed → blocks → norm → head, for every supported family.
+//!
+//! Written for training and batched generation alike: full-sequence logits, per-row positions for left padding,
+//! and an optional KV cache. Family differences are switches in [`ModelConfig`].
+use std::sync::Arc;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
+
+use super::attention::{build_mask, Attention, LayerCache};
+use super::config::{LayerKind, ModelConfig};
+use super::linear::Linear;
+use super::mlp::Mlp;
+use super::norm::RmsNorm;
+use super::rope::Rope;
+use crate::{Error, Result};
+
+/// The token embedding table, dense or kept quantized (rows are dequantized on lookup).
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl Embedding {
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Embedding::Dense(t) => t.dims()[0],
+            Embedding::Quantized(q) => q.shape().dims()[0],
+        }
+    }
+
+    /// Look up `ids` (batch, seq) → (batch, seq, hidden) in `dtype`.
+    pub fn forward(&self, ids: &Tensor, dtype: DType) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        match self {
+            Embedding::Dense(w) => Ok(w.embedding(&ids.flatten_all()?)?.reshape((b, t, ()))?.to_dtype(dtype)?),
+            Embedding::Quantized(q) => {
+                // Copy the quantized rows we need and dequantize only those: the table of a 262k-token vocabulary
+                // stays at its quantized size in memory.
+                let (vocab, dim) = q.shape().dims2()?;
+                let qdt = q.dtype();
+                let row_bytes = dim / qdt.block_size() * qdt.type_size();
+                let data = q.data()?;
+                let ids_v = ids.flatten_all()?.to_vec1::<u32>()?;
+                let mut rows = Vec::with_capacity(ids_v.len() * row_bytes);
+                for &id in &ids_v {
+                    let id = id as usize;
+                    if id >= vocab {
+                        return Err(Error::Input(format!("token id {id} is outside the vocabulary (size {vocab})")));
+                    }
+                    rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
+                }
+                let device = ids.device();
+                let sub = qtensor_from_ggml(qdt, &rows, vec![ids_v.len(), dim], device)?;
+                Ok(sub.dequantize(device)?.reshape((b, t, dim))?.to_dtype(dtype)?)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    /// Llama/Qwen: the norm before the MLP. Gemma 2/3: the norm after attention.
+    pub post_attention_layernorm: RmsNorm,
+    /// Gemma 2/3 only: the norm before the MLP and the one after it.
+    pub pre_feedforward_layernorm: Option<RmsNorm>,
+    pub post_feedforward_layernorm: Option<RmsNorm>,
+    pub kind: LayerKind,
+    /// Index into `Decoder::ropes`.
+    pub rope_index: usize,
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+        let h = self.self_attn.forward(&self.input_layernorm.forward(x)?, cos, sin, mask, cache)?;
+        let x = match &self.pre_feedforward_layernorm {
+            // Sandwich norms (Gemma 2/3): normalise the attention output before adding it back.
+            Some(pre_ff) => {
+                let x = (x + self.post_attention_layernorm.forward(&h)?)?;
+                let h = self.mlp.forward(&pre_ff.forward(&x)?)?;
+                let post_ff = self.post_feedforward_layernorm.as_ref().expect("sandwich norms come in pairs");
+                (x + post_ff.forward(&h)?)?
+            }
+            None => {
+                let x = (x + h)?;
+                let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+                (x + h)?
+            }
+        };
+        Ok(x)
+    }
+}
+
+/// Per-sequence state kept between generation steps: each layer's keys/values, which cache slots hold real
+/// tokens, and each row's next position id.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub layers: Vec<LayerCache>,
+    pub key_mask: Vec<Vec<bool>>,
+    pub next_position: Vec<u32>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        KvCache { layers: vec![LayerCache::default(); num_layers], key_mask: vec![], next_position: vec![] }
+    }
+    /// Number of cache slots filled (including padding slots).
+    pub fn len(&self) -> usize {
+        self.key_mask.first().map_or(0, |r| r.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub config: ModelConfig,
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    pub lm_head: Linear,
+    /// One rotary table per distinct (base, scaling) — Gemma 3 has a local and a global one.
+    pub ropes: Vec<Rope>,
+    pub device: Device,
+    /// Activation dtype (f32 on CPU, f16 on a T4).
+    pub dtype: DType,
+}
+
+impl Decoder {
+    /// Hidden states after the final norm: (batch, seq, hidden).
+    ///
+    /// `input_ids`: (batch, seq) u32. `attention_mask`: 1 for real tokens, 0 for padding, same shape as
+    /// `input_ids`; `None` means no padding. With a `cache`, the new tokens are appended to it and attend to
+    /// everything it holds.
+    pub fn forward_hidden(&self, input_ids: &Tensor, attention_mask: Option<&[Vec<bool>]>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2().map_err(|_| Error::Input(format!("input_ids must be (batch, seq), got {:?}", input_ids.shape())))?;
+        let new_mask: Vec<Vec<bool>> = match attention_mask {
+            Some(m) => {
+                if m.len() != b || m.iter().any(|r| r.len() != t) {
+                    return Err(Error::Input(format!("attention_mask must be {b}×{t} like input_ids")));
+                }
+                m.to_vec()
+            }
+            None => vec![vec![true; t]; b],
+        };
+        let mut local_cache = None;
+        let cache = match cache {
+            Some(c) => c,
+            None => local_cache.insert(KvCache::new(self.layers.len())),
+        };
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![LayerCache::default(); self.layers.len()];
+        }
+        if cache.is_empty() {
+            cache.key_mask = vec![vec![]; b];
+            cache.next_position = vec![0; b];
+        } else if cache.key_mask.len() != b {
+            return Err(Error::Input(format!("batch of {b} rows does not match the cache's {} rows", cache.key_mask.len())));
+        }
+        let past = cache.len();
+        if past + t > self.config.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "sequence of {} tokens is longer than the model's context ({} tokens, max_position_embeddings)",
+                past + t,
+                self.config.max_position_embeddings
+            )));
+        }
+        // Position ids: each row counts only its real tokens (pads get the position of the next real token,
+        // which is harmless since nothing attends to them).
+        let mut positions = Vec::with_capacity(b * t);
+        for r in 0..b {
+            for j in 0..t {
+                positions.push(cache.next_position[r]);
+                if new_mask[r][j] {
+                    cache.next_position[r] += 1;
+                }
+            }
+            cache.key_mask[r].extend_from_slice(&new_mask[r]);
+        }
+        let positions = Tensor::from_vec(positions, (b, t), &self.device)?;
+
+        let mut x = self.embed_tokens.forward(input_ids, self.dtype)?;
+        if self.config.scale_embeddings {
+            // sqrt(hidden) rounded to the activation dtype first, as transformers does.
+            let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?.to_dtype(self.dtype)?;
+            x = x.broadcast_mul(&s)?;
+        }
+        let cos_sin = self.ropes.iter().map(|r| r.cos_sin(&positions)).collect::<Result<Vec<_>>>()?;
+        let full_mask = build_mask(&cache.key_mask, past, t, None, &self.device)?;
+        let sliding_mask = match self.config.sliding_window {
+            Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => Some(build_mask(&cache.key_mask, past, t, Some(w), &self.device)?),
+            _ => None,
+        };
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let mask = match layer.kind {
+                LayerKind::Sliding => sliding_mask.as_ref().unwrap_or(&full_mask),
+                LayerKind::Full => &full_mask,
+            };
+            let (cos, sin) = &cos_sin[layer.rope_index];
+            x = layer.forward(&x, cos, sin, mask, Some(layer_cache))?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits for every position: (batch, seq, vocab), f32.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&[Vec<bool>]>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let h = self.forward_hidden(input_ids, attention_mask, cache)?;
+        self.logits(&h)
+    }
+
+    /// Apply the LM head (and Gemma 2's final soft-capping) to hidden states.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        Ok(match self.config.final_logit_softcapping {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
+    }
+
+    /// Logits of the last position of each row: (batch, vocab).
+    pub fn last_logits(&self, input_ids: &Tensor, attention_mask: Option<&[Vec<bool>]>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let h = self.forward_hidden(input_ids, attention_mask, cache)?;
+        let t = h.dim(1)?;
+        self.logits(&h.i((.., t - 1..t, ..))?)?.squeeze(1).map_err(Into::into)
+    }
+
+    /// Every linear projection, in layer order (for LoRA).
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let mut out = Vec::new();
+        for l in self.layers.iter_mut() {
+            let a = &mut l.self_attn;
+            out.extend([&mut a.q_proj, &mut a.k_proj, &mut a.v_proj, &mut a.o_proj]);
+            let m = &mut l.mlp;
+            out.extend([&mut m.gate_proj, &mut m.up_proj, &mut m.down_proj]);
+        }
+        out.push(&mut self.lm_head);
+        out
+    }
+
+    pub fn linears(&self) -> Vec<&Linear> {
+        let mut out = Vec::new();
+        for l in self.layers.iter() {
+            let a = &l.self_attn;
+            out.extend([&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj]);
+            let m = &l.mlp;
+            out.extend([&m.gate_proj, &m.up_proj, &m.down_proj]);
+        }
+        out.push(&self.lm_head);
+        out
+    }
+}
