@@ -97,7 +97,14 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Fetch { names } => {
-            let names = if names.is_empty() { kit::hub::ALIASES.iter().map(|a| a.name.to_string()).collect() } else { names };
+            let names = if names.is_empty() {
+                kit::hub::ALIASES
+                    .iter()
+                    .map(|a| a.name.to_string())
+                    .collect()
+            } else {
+                names
+            };
             for n in names {
                 let files = kit::hub::resolve(&n)?;
                 println!("{n}: {files:?}");

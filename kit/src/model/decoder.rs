@@ -33,6 +33,17 @@ impl Embedding {
     /// Look up `ids` (batch, seq) → (batch, seq, hidden) in `dtype`.
     pub fn forward(&self, ids: &Tensor, dtype: DType) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        let vocab = self.vocab_size();
+        if let Some(&bad) = ids
+            .flatten_all()?
+            .to_vec1::<u32>()?
+            .iter()
+            .find(|&&id| id as usize >= vocab)
+        {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary (size {vocab})"
+            )));
+        }
         match self {
             Embedding::Dense(w) => Ok(w
                 .embedding(&ids.flatten_all()?)?
@@ -41,7 +52,7 @@ impl Embedding {
             Embedding::Quantized(q) => {
                 // Copy the quantized rows we need and dequantize only those: the table of a 262k-token vocabulary
                 // stays at its quantized size in memory.
-                let (vocab, dim) = q.shape().dims2()?;
+                let dim = q.shape().dims2()?.1;
                 let qdt = q.dtype();
                 let row_bytes = dim / qdt.block_size() * qdt.type_size();
                 let data = q.data()?;
@@ -158,6 +169,22 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Token embeddings as the first layer sees them (Gemma's sqrt(hidden) scale applied): (batch, seq, hidden).
+    pub fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let x = self.embed_tokens.forward(input_ids, self.dtype)?;
+        self.scale_embeddings(x)
+    }
+
+    /// Gemma multiplies embeddings by sqrt(hidden), rounded to the activation dtype first as transformers does.
+    pub fn scale_embeddings(&self, x: Tensor) -> Result<Tensor> {
+        if !self.config.scale_embeddings {
+            return Ok(x);
+        }
+        let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?
+            .to_dtype(x.dtype())?;
+        Ok(x.broadcast_mul(&s)?)
+    }
+
     /// Hidden states after the final norm: (batch, seq, hidden).
     ///
     /// `input_ids`: (batch, seq) u32. `attention_mask`: 1 for real tokens, 0 for padding, same shape as
@@ -169,12 +196,23 @@ impl Decoder {
         attention_mask: Option<&[Vec<bool>]>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        let (b, t) = input_ids.dims2().map_err(|_| {
+        input_ids.dims2().map_err(|_| {
             Error::Input(format!(
                 "input_ids must be (batch, seq), got {:?}",
                 input_ids.shape()
             ))
         })?;
+        self.forward_embeds(&self.embed(input_ids)?, attention_mask, cache)
+    }
+
+    /// Like [`Decoder::forward_hidden`] from embeddings (batch, seq, hidden), as returned by [`Decoder::embed`].
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        attention_mask: Option<&[Vec<bool>]>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = embeds.dims3()?;
         let new_mask: Vec<Vec<bool>> = match attention_mask {
             Some(m) => {
                 if m.len() != b || m.iter().any(|r| r.len() != t) {
@@ -225,13 +263,6 @@ impl Decoder {
         }
         let positions = Tensor::from_vec(positions, (b, t), &self.device)?;
 
-        let mut x = self.embed_tokens.forward(input_ids, self.dtype)?;
-        if self.config.scale_embeddings {
-            // sqrt(hidden) rounded to the activation dtype first, as transformers does.
-            let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?
-                .to_dtype(self.dtype)?;
-            x = x.broadcast_mul(&s)?;
-        }
         let cos_sin = self
             .ropes
             .iter()
@@ -244,6 +275,7 @@ impl Decoder {
             }
             _ => None,
         };
+        let mut x = embeds.clone();
         for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let mask = match layer.kind {
                 LayerKind::Sliding => sliding_mask.as_ref().unwrap_or(&full_mask),

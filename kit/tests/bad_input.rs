@@ -1,0 +1,135 @@
+//! Bad input gives a clear error naming the file and field, never a panic.
+mod common;
+
+use kit::hub::ModelFiles;
+use kit::model::{LoadOptions, Model, ModelConfig};
+
+fn err_of(r: kit::Result<impl std::fmt::Debug>) -> String {
+    r.expect_err("expected an error").to_string()
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const GOOD: &str = r#"{"model_type":"llama","vocab_size":32,"hidden_size":8,"intermediate_size":16,
+ "num_hidden_layers":1,"num_attention_heads":2,"num_key_value_heads":1}"#;
+
+#[test]
+fn config_errors_name_the_field() {
+    let d = common::temp_dir("cfg");
+    let p = write(&d, "config.json", GOOD);
+    ModelConfig::from_config_json(&p).unwrap();
+
+    let p = write(&d, "config.json", &GOOD.replace(r#""hidden_size":8,"#, ""));
+    let e = err_of(ModelConfig::from_config_json(&p));
+    assert!(
+        e.contains("config.json") && e.contains("hidden_size") && e.contains("missing"),
+        "{e}"
+    );
+
+    let p = write(
+        &d,
+        "config.json",
+        &GOOD.replace(r#""hidden_size":8"#, r#""hidden_size":"eight""#),
+    );
+    let e = err_of(ModelConfig::from_config_json(&p));
+    assert!(e.contains("hidden_size") && e.contains("integer"), "{e}");
+
+    let p = write(&d, "config.json", &GOOD.replace("llama", "gpt2"));
+    let e = err_of(ModelConfig::from_config_json(&p));
+    assert!(e.contains("unsupported architecture `gpt2`"), "{e}");
+
+    let p = write(
+        &d,
+        "config.json",
+        &GOOD.replace(r#""num_key_value_heads":1"#, r#""num_key_value_heads":3"#),
+    );
+    let e = err_of(ModelConfig::from_config_json(&p));
+    assert!(e.contains("num_key_value_heads"), "{e}");
+
+    let p = write(&d, "config.json", "{\"model_type\": \"llama\",");
+    let e = err_of(ModelConfig::from_config_json(&p));
+    assert!(e.contains("invalid JSON"), "{e}");
+
+    let e = err_of(ModelConfig::from_config_json(&d.join("nope.json")));
+    assert!(e.contains("nope.json"), "{e}");
+}
+
+#[test]
+fn truncated_gguf_names_the_tensor() {
+    let src = common::real_model("smollm2-135m");
+    let bytes = std::fs::read(&src).unwrap();
+    let d = common::temp_dir("gguf");
+    let p = d.join("cut.gguf");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = err_of(Model::from_files(
+        "cut",
+        ModelFiles::Gguf(p.clone()),
+        &LoadOptions::default(),
+    ));
+    assert!(
+        e.contains("cut.gguf") && e.contains("truncated") && e.contains("tensor `"),
+        "{e}"
+    );
+
+    // Cut inside the header: still an error naming the file, not a panic.
+    std::fs::write(&p, &bytes[..1000]).unwrap();
+    let e = err_of(Model::from_files(
+        "cut",
+        ModelFiles::Gguf(p.clone()),
+        &LoadOptions::default(),
+    ));
+    assert!(e.contains("cut.gguf"), "{e}");
+
+    std::fs::write(&p, b"not a gguf at all").unwrap();
+    let e = err_of(Model::from_files(
+        "cut",
+        ModelFiles::Gguf(p),
+        &LoadOptions::default(),
+    ));
+    assert!(e.contains("not a valid GGUF"), "{e}");
+}
+
+#[test]
+fn unknown_model_lists_what_was_tried() {
+    std::env::set_var("HF_HUB_OFFLINE", "1");
+    let e = err_of(kit::hub::resolve("no-such-model-alias"));
+    assert!(
+        e.contains("no-such-model-alias") && e.contains("not a known alias"),
+        "{e}"
+    );
+    let e = err_of(kit::hub::resolve("someone/not-cached"));
+    assert!(
+        e.contains("Hugging Face cache") && e.contains("HF_HUB_OFFLINE"),
+        "{e}"
+    );
+}
+
+#[test]
+fn prompt_longer_than_context_is_refused() {
+    let model = Model::load("smollm2-135m", &LoadOptions::default()).unwrap();
+    let ctx = model.config().max_position_embeddings;
+    let long = vec![1u32; ctx + 1];
+    let e = err_of(model.generate_ids(
+        &[long],
+        &kit::generate::GenerationConfig::greedy(1),
+        &mut |_| {},
+    ));
+    assert!(e.contains("context"), "{e}");
+    let e = err_of(model.generate_ids(
+        &[vec![]],
+        &kit::generate::GenerationConfig::greedy(1),
+        &mut |_| {},
+    ));
+    assert!(e.contains("empty"), "{e}");
+    // A token id outside the vocabulary.
+    let e = err_of(model.generate_ids(
+        &[vec![1_000_000]],
+        &kit::generate::GenerationConfig::greedy(1),
+        &mut |_| {},
+    ));
+    assert!(e.contains("outside the vocabulary"), "{e}");
+}
