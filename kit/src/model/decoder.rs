@@ -316,9 +316,10 @@ impl Decoder {
     ) -> Result<Tensor> {
         let h = self.forward_hidden(input_ids, attention_mask, cache)?;
         let t = h.dim(1)?;
-        self.logits(&h.i((.., t - 1..t, ..))?)?
-            .squeeze(1)
-            .map_err(Into::into)
+        // The last column is a strided view; matmul kernels want it contiguous.
+        Ok(self
+            .logits(&h.i((.., t - 1..t, ..))?.contiguous()?)?
+            .squeeze(1)?)
     }
 
     /// Every linear projection, in layer order (for LoRA).
