@@ -220,39 +220,36 @@ impl ModelConfig {
             }
         };
 
-        let rope_scaling = match get(v, "rope_scaling") {
-            None => None,
-            Some(rs) => {
-                let kind = rs
-                    .get("rope_type")
-                    .or_else(|| rs.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                let f = |k: &str| rs.get(k).and_then(Value::as_f64);
-                match kind {
-                    "default" => None,
-                    "linear" => Some(RopeScaling::Linear {
-                        factor: f("factor")
-                            .ok_or_else(|| Error::field(path, "rope_scaling.factor", "missing"))?,
-                    }),
-                    "llama3" => Some(RopeScaling::Llama3 {
-                        factor: f("factor")
-                            .ok_or_else(|| Error::field(path, "rope_scaling.factor", "missing"))?,
-                        low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
-                        high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: f("original_max_position_embeddings")
-                            .unwrap_or(8192.0),
-                    }),
-                    other => {
-                        return Err(Error::field(
-                            path,
-                            "rope_scaling.rope_type",
-                            format!("unsupported `{other}` (kit supports linear and llama3)"),
-                        ))
-                    }
-                }
+        // RoPE settings come either as the classic `rope_theta` / `rope_scaling` / `rope_local_base_freq` keys, or
+        // (transformers ≥ 5) as `rope_parameters`, flat or keyed by layer type.
+        let rope_params = get(v, "rope_parameters");
+        let (full_rp, sliding_rp) = match rope_params {
+            Some(rp)
+                if rp.get("full_attention").is_some() || rp.get("sliding_attention").is_some() =>
+            {
+                (rp.get("full_attention"), rp.get("sliding_attention"))
             }
+            Some(rp) => (Some(rp), None),
+            None => (None, None),
         };
+        let theta =
+            |rp: Option<&Value>| rp.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64);
+        let rope_theta = theta(full_rp)
+            .or(f64_opt("rope_theta")?)
+            .unwrap_or(10_000.0);
+        let rope_scaling = match full_rp.or(get(v, "rope_scaling")) {
+            Some(rs) => parse_rope_scaling(rs, path)?,
+            None => None,
+        };
+        let rope_scaling = match (rope_scaling, full_rp.is_some()) {
+            // The flat `rope_parameters` holds only the theta when there is no scaling; fall back to `rope_scaling`.
+            (None, true) => match get(v, "rope_scaling") {
+                Some(rs) => parse_rope_scaling(rs, path)?,
+                None => None,
+            },
+            (s, _) => s,
+        };
+        let rope_local_base_freq = theta(sliding_rp).or(f64_opt("rope_local_base_freq")?);
 
         let sliding_window = match arch {
             Arch::Gemma2 | Arch::Gemma3 => usize_opt("sliding_window")?,
@@ -335,9 +332,9 @@ impl ModelConfig {
             },
             sliding_window,
             layer_kinds,
-            rope_theta: f64_opt("rope_theta")?.unwrap_or(10_000.0),
+            rope_theta,
             rope_local_base_freq: if arch == Arch::Gemma3 {
-                Some(f64_opt("rope_local_base_freq")?.unwrap_or(10_000.0))
+                Some(rope_local_base_freq.unwrap_or(10_000.0))
             } else {
                 None
             },
@@ -401,6 +398,35 @@ impl ModelConfig {
             .unwrap_or(self.head_dim as f64)
             .sqrt()
     }
+}
+
+/// `rope_scaling` / `rope_parameters` entry → scaling (None for the default, unscaled RoPE).
+fn parse_rope_scaling(rs: &Value, path: &Path) -> Result<Option<RopeScaling>> {
+    let kind = rs
+        .get("rope_type")
+        .or_else(|| rs.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let f = |k: &str| rs.get(k).and_then(Value::as_f64);
+    let factor = || f("factor").ok_or_else(|| Error::field(path, "rope_scaling.factor", "missing"));
+    Ok(match kind {
+        "default" => None,
+        "linear" => Some(RopeScaling::Linear { factor: factor()? }),
+        "llama3" => Some(RopeScaling::Llama3 {
+            factor: factor()?,
+            low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
+            high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
+            original_max_position_embeddings: f("original_max_position_embeddings")
+                .unwrap_or(8192.0),
+        }),
+        other => {
+            return Err(Error::field(
+                path,
+                "rope_scaling.rope_type",
+                format!("unsupported `{other}` (kit supports linear and llama3)"),
+            ))
+        }
+    })
 }
 
 /// Which layers slide when the config has no explicit `layer_types` (older configs).
