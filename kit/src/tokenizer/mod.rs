@@ -3,8 +3,11 @@
 //! Sources: `tokenizer.json` (+ `tokenizer_config.json`), GGUF metadata (byte-level BPE as SmolLM2/Qwen use it,
 //! SentencePiece as Gemma uses it), and SentencePiece `tokenizer.model` files without a tokenizer.json.
 //! All of them end up as one `tokenizers::Tokenizer`, so encoding behaves the same whatever the source.
-mod gguf_shim;
+mod chat;
+mod gguf;
+mod sentencepiece;
 
+pub use chat::render_chat_template;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
