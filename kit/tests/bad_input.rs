@@ -85,11 +85,7 @@ fn truncated_gguf_names_the_tensor() {
     assert!(e.contains("cut.gguf"), "{e}");
 
     std::fs::write(&p, b"not a gguf at all").unwrap();
-    let e = err_of(Model::from_files(
-        "cut",
-        ModelFiles::Gguf(p),
-        &LoadOptions::default(),
-    ));
+    let e = err_of(Model::from_files("cut", ModelFiles::Gguf(p), &LoadOptions::default()));
     assert!(e.contains("not a valid GGUF"), "{e}");
 }
 
@@ -102,10 +98,7 @@ fn unknown_model_lists_what_was_tried() {
         "{e}"
     );
     let e = err_of(kit::hub::resolve("someone/not-cached"));
-    assert!(
-        e.contains("Hugging Face cache") && e.contains("HF_HUB_OFFLINE"),
-        "{e}"
-    );
+    assert!(e.contains("Hugging Face cache") && e.contains("HF_HUB_OFFLINE"), "{e}");
 }
 
 #[test]
@@ -113,17 +106,9 @@ fn prompt_longer_than_context_is_refused() {
     let model = Model::load("smollm2-135m", &LoadOptions::default()).unwrap();
     let ctx = model.config().max_position_embeddings;
     let long = vec![1u32; ctx + 1];
-    let e = err_of(model.generate_ids(
-        &[long],
-        &kit::generate::GenerationConfig::greedy(1),
-        &mut |_| {},
-    ));
+    let e = err_of(model.generate_ids(&[long], &kit::generate::GenerationConfig::greedy(1), &mut |_| {}));
     assert!(e.contains("context"), "{e}");
-    let e = err_of(model.generate_ids(
-        &[vec![]],
-        &kit::generate::GenerationConfig::greedy(1),
-        &mut |_| {},
-    ));
+    let e = err_of(model.generate_ids(&[vec![]], &kit::generate::GenerationConfig::greedy(1), &mut |_| {}));
     assert!(e.contains("empty"), "{e}");
     // A token id outside the vocabulary.
     let e = err_of(model.generate_ids(

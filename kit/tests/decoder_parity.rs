@@ -33,14 +33,8 @@ fn fixtures() -> Vec<Fixture> {
             let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
             let mut src = WeightSource::safetensors_dir(&dir).unwrap();
             let decoder = Decoder::load(&cfg, &mut src, &Device::Cpu, DType::F32).unwrap();
-            let tensors =
-                candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu)
-                    .unwrap();
-            Fixture {
-                name,
-                decoder,
-                tensors,
-            }
+            let tensors = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+            Fixture { name, decoder, tensors }
         })
         .collect()
 }
@@ -79,10 +73,7 @@ fn max_diff(a: &Tensor, b: &Tensor, mask: &[Vec<bool>]) -> f32 {
 fn logits_match_transformers_plain_and_left_padded() {
     for f in fixtures() {
         let t = &f.tensors;
-        let plain = f
-            .decoder
-            .forward(&ids(&t["plain.input_ids"]), None, None)
-            .unwrap();
+        let plain = f.decoder.forward(&ids(&t["plain.input_ids"]), None, None).unwrap();
         let all = vec![vec![true; plain.dim(1).unwrap()]; plain.dim(0).unwrap()];
         let d = max_diff(&plain, &t["plain.logits"], &all);
         assert!(d <= TOL, "{}: plain logits differ by {d}", f.name);
@@ -123,19 +114,11 @@ fn kv_cache_decoding_matches_full_forward_logits() {
         let pm: Vec<Vec<bool>> = mask.iter().map(|r| r[..prefix].to_vec()).collect();
         let got = f
             .decoder
-            .forward(
-                &input.i((.., ..prefix)).unwrap(),
-                Some(&pm),
-                Some(&mut cache),
-            )
+            .forward(&input.i((.., ..prefix)).unwrap(), Some(&pm), Some(&mut cache))
             .unwrap();
         let pm_ok: Vec<Vec<bool>> = pm.clone();
         assert!(
-            max_diff(
-                &got,
-                &want.i((.., ..prefix, ..)).unwrap().contiguous().unwrap(),
-                &pm_ok
-            ) <= TOL,
+            max_diff(&got, &want.i((.., ..prefix, ..)).unwrap().contiguous().unwrap(), &pm_ok) <= TOL,
             "{}",
             f.name
         );
@@ -143,11 +126,7 @@ fn kv_cache_decoding_matches_full_forward_logits() {
             let step_mask: Vec<Vec<bool>> = mask.iter().map(|r| vec![r[j]]).collect();
             let got = f
                 .decoder
-                .forward(
-                    &input.i((.., j..j + 1)).unwrap(),
-                    Some(&step_mask),
-                    Some(&mut cache),
-                )
+                .forward(&input.i((.., j..j + 1)).unwrap(), Some(&step_mask), Some(&mut cache))
                 .unwrap();
             let d = max_diff(
                 &got,
@@ -165,8 +144,7 @@ fn input_gradient_matches_torch_autograd() {
     // equals torch's, for every family (fixture tensors `plain.loss`, `plain.embeds_grad`).
     for f in fixtures() {
         let t = &f.tensors;
-        let (Some(want_loss), Some(want_grad)) = (t.get("plain.loss"), t.get("plain.embeds_grad"))
-        else {
+        let (Some(want_loss), Some(want_grad)) = (t.get("plain.loss"), t.get("plain.embeds_grad")) else {
             panic!("{}: fixture lacks plain.loss / plain.embeds_grad", f.name)
         };
         let input = ids(&t["plain.input_ids"]);
@@ -175,11 +153,7 @@ fn input_gradient_matches_torch_autograd() {
         let x = Var::from_tensor(&raw).unwrap();
         let h = f
             .decoder
-            .forward_embeds(
-                &f.decoder.scale_embeddings(x.as_tensor().clone()).unwrap(),
-                None,
-                None,
-            )
+            .forward_embeds(&f.decoder.scale_embeddings(x.as_tensor().clone()).unwrap(), None, None)
             .unwrap();
         let logits = f.decoder.logits(&h).unwrap();
         let v = logits.dim(2).unwrap();
@@ -188,13 +162,7 @@ fn input_gradient_matches_torch_autograd() {
             .unwrap()
             .reshape((b * (len - 1), v))
             .unwrap();
-        let target = input
-            .i((.., 1..))
-            .unwrap()
-            .contiguous()
-            .unwrap()
-            .flatten_all()
-            .unwrap();
+        let target = input.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
         let loss = candle_nn::loss::cross_entropy(&pred, &target).unwrap();
         let got_loss = loss.to_scalar::<f32>().unwrap();
         let want_loss = want_loss
@@ -210,16 +178,8 @@ fn input_gradient_matches_torch_autograd() {
             f.name
         );
         let grads = loss.backward().unwrap();
-        let g = grads
-            .get(x.as_tensor())
-            .expect("gradient reaches the embeddings");
-        let scale = want_grad
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let g = grads.get(x.as_tensor()).expect("gradient reaches the embeddings");
+        let scale = want_grad.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         let d = (g - want_grad)
             .unwrap()
             .abs()

@@ -38,16 +38,10 @@ fn logprobs_equal_a_training_forward_over_the_full_sequence() {
     let m = model();
     for temperature in [1.0, 0.7] {
         let cfg = GenerationConfig::sample(10, temperature, 3);
-        let g = m
-            .generate(&["Tell me about cats."], &cfg)
-            .unwrap()
-            .remove(0);
+        let g = m.generate(&["Tell me about cats."], &cfg).unwrap().remove(0);
         let mut all = g.prompt_ids.clone();
         all.extend(&g.token_ids);
-        let input = Tensor::new(all.as_slice(), m.device())
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let input = Tensor::new(all.as_slice(), m.device()).unwrap().unsqueeze(0).unwrap();
         let logits = m
             .decoder
             .forward(&input, None, None)
@@ -75,21 +69,13 @@ fn stop_strings_cut_the_text() {
         .unwrap()
         .remove(0);
     // Stop at the first word of the free continuation after the first one.
-    let word = free
-        .text
-        .split_whitespace()
-        .nth(1)
-        .expect("a few words")
-        .to_string();
+    let word = free.text.split_whitespace().nth(1).expect("a few words").to_string();
     let cut = free.text.find(&word).unwrap();
     let cfg = GenerationConfig {
         stop_strings: vec![word.clone()],
         ..GenerationConfig::greedy(24)
     };
-    let stopped = m
-        .generate(&["The capital of France is"], &cfg)
-        .unwrap()
-        .remove(0);
+    let stopped = m.generate(&["The capital of France is"], &cfg).unwrap().remove(0);
     assert_eq!(stopped.finish_reason, FinishReason::StopString);
     assert_eq!(stopped.text, free.text[..cut], "stop string {word:?}");
     assert_eq!(free.finish_reason, FinishReason::Length);
@@ -99,10 +85,7 @@ fn stop_strings_cut_the_text() {
 fn chat_answers_end_at_the_end_of_turn_token() {
     let m = model();
     let g = m
-        .generate(
-            &["What is 2 + 2?"],
-            &GenerationConfig::greedy(60).with_chat(true),
-        )
+        .generate(&["What is 2 + 2?"], &GenerationConfig::greedy(60).with_chat(true))
         .unwrap()
         .remove(0);
     assert_eq!(g.finish_reason, FinishReason::Eos, "{:?}", g.text);
@@ -115,13 +98,10 @@ fn chat_answers_end_at_the_end_of_turn_token() {
 fn sampling_is_seeded() {
     let m = model();
     let run = |seed| {
-        m.generate(
-            &["Once upon a time"],
-            &GenerationConfig::sample(12, 1.0, seed),
-        )
-        .unwrap()
-        .remove(0)
-        .token_ids
+        m.generate(&["Once upon a time"], &GenerationConfig::sample(12, 1.0, seed))
+            .unwrap()
+            .remove(0)
+            .token_ids
     };
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));

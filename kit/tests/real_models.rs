@@ -73,11 +73,7 @@ fn check(alias: &str, fixture_name: &str) {
                     for (id, want) in top_ids.iter().zip(&top_vals) {
                         worst = worst.max((row[*id as usize] - want).abs());
                     }
-                    assert_eq!(
-                        got_argmax, argmax[pos],
-                        "{alias} dense {:?} position {pos}",
-                        p["text"]
-                    );
+                    assert_eq!(got_argmax, argmax[pos], "{alias} dense {:?} position {pos}", p["text"]);
                 } else {
                     worst = worst.max((row[top_ids[0] as usize] - top_vals[0]).abs());
                     if gap > QUANT_GAP {
@@ -98,16 +94,8 @@ fn check(alias: &str, fixture_name: &str) {
                     eos_token_ids: Some(vec![]),
                     ..GenerationConfig::greedy(u32s(&p["greedy_ids"]).len())
                 };
-                let g = m
-                    .generate_ids(&[ids.clone()], &cfg, &mut |_| {})
-                    .unwrap()
-                    .remove(0);
-                assert_eq!(
-                    g.token_ids,
-                    u32s(&p["greedy_ids"]),
-                    "{alias} greedy {:?}",
-                    p["text"]
-                );
+                let g = m.generate_ids(&[ids.clone()], &cfg, &mut |_| {}).unwrap().remove(0);
+                assert_eq!(g.token_ids, u32s(&p["greedy_ids"]), "{alias} greedy {:?}", p["text"]);
             }
         }
         let tol = if dequantize { DENSE_TOL } else { QUANT_TOL };

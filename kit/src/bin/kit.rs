@@ -34,11 +34,7 @@ enum Command {
 #[derive(Parser)]
 struct GenerateArgs {
     /// Model alias (smollm2-135m, gemma3-270m), local directory/.gguf, or hub id.
-    #[arg(
-        long = "model",
-        visible_alias = "model_name_or_path",
-        default_value = "smollm2-135m"
-    )]
+    #[arg(long = "model", visible_alias = "model_name_or_path", default_value = "smollm2-135m")]
     model: String,
     /// A prompt; repeat the flag for a batch.
     #[arg(long = "prompt", required = true)]
@@ -46,11 +42,7 @@ struct GenerateArgs {
     /// Wrap each prompt as a user turn with the model's chat template.
     #[arg(long)]
     chat: bool,
-    #[arg(
-        long = "max_new_tokens",
-        visible_alias = "max-new-tokens",
-        default_value_t = 64
-    )]
+    #[arg(long = "max_new_tokens", visible_alias = "max-new-tokens", default_value_t = 64)]
     max_new_tokens: usize,
     /// Sample instead of greedy decoding.
     #[arg(long = "do_sample", visible_alias = "do-sample")]
@@ -98,10 +90,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Fetch { names } => {
             let names = if names.is_empty() {
-                kit::hub::ALIASES
-                    .iter()
-                    .map(|a| a.name.to_string())
-                    .collect()
+                kit::hub::ALIASES.iter().map(|a| a.name.to_string()).collect()
             } else {
                 names
             };
@@ -119,8 +108,7 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         dequantize: a.dequantize,
         ..Default::default()
     };
-    let model =
-        Model::load(&a.model, &opts).with_context(|| format!("loading model `{}`", a.model))?;
+    let model = Model::load(&a.model, &opts).with_context(|| format!("loading model `{}`", a.model))?;
     let cfg = GenerationConfig {
         max_new_tokens: a.max_new_tokens,
         sampling: SamplingParams {
@@ -160,12 +148,7 @@ fn generate(a: GenerateArgs) -> anyhow::Result<()> {
                 .token_ids
                 .iter()
                 .zip(&g.logprobs)
-                .map(|(t, lp)| {
-                    format!(
-                        "{:?}:{lp:.3}",
-                        model.tokenizer.decode(&[*t], false).unwrap_or_default()
-                    )
-                })
+                .map(|(t, lp)| format!("{:?}:{lp:.3}", model.tokenizer.decode(&[*t], false).unwrap_or_default()))
                 .collect();
             println!("logprobs: {}", toks.join(" "));
         }

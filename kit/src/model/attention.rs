@@ -42,9 +42,8 @@ impl Attention {
         cache: Option<&mut LayerCache>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?)
-        };
+        let heads =
+            |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?) };
         let mut q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let mut k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;
         let mut v = heads(self.v_proj.forward(x)?, self.num_kv_heads)?;
@@ -82,9 +81,7 @@ impl Attention {
             candle_nn::ops::softmax_last_dim(&scores)?
         };
         let out = probs.to_dtype(dtype)?.matmul(&v.contiguous()?)?;
-        let out = out
-            .transpose(1, 2)?
-            .reshape((b, t, self.num_heads * self.head_dim))?;
+        let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
 }

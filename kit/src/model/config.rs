@@ -125,10 +125,8 @@ fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 impl ModelConfig {
     /// Read an HF `config.json`. Errors name the file and the field at fault.
     pub fn from_config_json(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-        let root: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let root: Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
         // Multimodal Gemma 3 nests the language model's config under `text_config`.
         let v = get(&root, "text_config").unwrap_or(&root);
         let model_type = get(v, "model_type")
@@ -177,10 +175,7 @@ impl ModelConfig {
         let ids = |k: &str| -> Vec<u32> {
             match get(v, k).or_else(|| get(&root, k)) {
                 Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|x| x.as_u64().map(|x| x as u32))
-                    .collect(),
+                Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect(),
                 _ => vec![],
             }
         };
@@ -193,18 +188,18 @@ impl ModelConfig {
         let num_hidden_layers = usize_req("num_hidden_layers")?;
         let num_key_value_heads = usize_opt("num_key_value_heads")?.unwrap_or(num_attention_heads);
         if num_key_value_heads == 0 || num_attention_heads % num_key_value_heads != 0 {
-            return Err(Error::field(path, "num_key_value_heads", format!("{num_key_value_heads} does not divide num_attention_heads={num_attention_heads}")));
+            return Err(Error::field(
+                path,
+                "num_key_value_heads",
+                format!("{num_key_value_heads} does not divide num_attention_heads={num_attention_heads}"),
+            ));
         }
         let head_dim = usize_opt("head_dim")?.unwrap_or(hidden_size / num_attention_heads);
 
         let act_name = get(v, "hidden_activation")
             .or_else(|| get(v, "hidden_act"))
             .and_then(Value::as_str)
-            .unwrap_or(if arch.is_gemma() {
-                "gelu_pytorch_tanh"
-            } else {
-                "silu"
-            });
+            .unwrap_or(if arch.is_gemma() { "gelu_pytorch_tanh" } else { "silu" });
         let hidden_act = match act_name {
             "silu" | "swish" => Activation::Silu,
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Activation::GeluTanh,
@@ -224,19 +219,14 @@ impl ModelConfig {
         // (transformers ≥ 5) as `rope_parameters`, flat or keyed by layer type.
         let rope_params = get(v, "rope_parameters");
         let (full_rp, sliding_rp) = match rope_params {
-            Some(rp)
-                if rp.get("full_attention").is_some() || rp.get("sliding_attention").is_some() =>
-            {
+            Some(rp) if rp.get("full_attention").is_some() || rp.get("sliding_attention").is_some() => {
                 (rp.get("full_attention"), rp.get("sliding_attention"))
             }
             Some(rp) => (Some(rp), None),
             None => (None, None),
         };
-        let theta =
-            |rp: Option<&Value>| rp.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64);
-        let rope_theta = theta(full_rp)
-            .or(f64_opt("rope_theta")?)
-            .unwrap_or(10_000.0);
+        let theta = |rp: Option<&Value>| rp.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64);
+        let rope_theta = theta(full_rp).or(f64_opt("rope_theta")?).unwrap_or(10_000.0);
         let rope_scaling = match full_rp.or(get(v, "rope_scaling")) {
             Some(rs) => parse_rope_scaling(rs, path)?,
             None => None,
@@ -393,10 +383,7 @@ impl ModelConfig {
 
     /// 1/sqrt(d) factor applied to attention scores.
     pub fn attention_scale(&self) -> f64 {
-        1.0 / self
-            .query_pre_attn_scalar
-            .unwrap_or(self.head_dim as f64)
-            .sqrt()
+        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f64).sqrt()
     }
 }
 
@@ -416,8 +403,7 @@ fn parse_rope_scaling(rs: &Value, path: &Path) -> Result<Option<RopeScaling>> {
             factor: factor()?,
             low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
             high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
-            original_max_position_embeddings: f("original_max_position_embeddings")
-                .unwrap_or(8192.0),
+            original_max_position_embeddings: f("original_max_position_embeddings").unwrap_or(8192.0),
         }),
         other => {
             return Err(Error::field(
@@ -430,12 +416,7 @@ fn parse_rope_scaling(rs: &Value, path: &Path) -> Result<Option<RopeScaling>> {
 }
 
 /// Which layers slide when the config has no explicit `layer_types` (older configs).
-fn default_layer_kinds(
-    arch: Arch,
-    n: usize,
-    pattern: Option<usize>,
-    has_window: bool,
-) -> Vec<LayerKind> {
+fn default_layer_kinds(arch: Arch, n: usize, pattern: Option<usize>, has_window: bool) -> Vec<LayerKind> {
     (0..n)
         .map(|i| match arch {
             // Gemma 2: even layers are local.

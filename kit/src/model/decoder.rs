@@ -45,10 +45,7 @@ impl Embedding {
             )));
         }
         match self {
-            Embedding::Dense(w) => Ok(w
-                .embedding(&ids.flatten_all()?)?
-                .reshape((b, t, ()))?
-                .to_dtype(dtype)?),
+            Embedding::Dense(w) => Ok(w.embedding(&ids.flatten_all()?)?.reshape((b, t, ()))?.to_dtype(dtype)?),
             Embedding::Quantized(q) => {
                 // Copy the quantized rows we need and dequantize only those: the table of a 262k-token vocabulary
                 // stays at its quantized size in memory.
@@ -69,10 +66,7 @@ impl Embedding {
                 }
                 let device = ids.device();
                 let sub = qtensor_from_ggml(qdt, &rows, vec![ids_v.len(), dim], device)?;
-                Ok(sub
-                    .dequantize(device)?
-                    .reshape((b, t, dim))?
-                    .to_dtype(dtype)?)
+                Ok(sub.dequantize(device)?.reshape((b, t, dim))?.to_dtype(dtype)?)
             }
         }
     }
@@ -118,9 +112,7 @@ impl DecoderLayer {
             }
             None => {
                 let x = (x + h)?;
-                let h = self
-                    .mlp
-                    .forward(&self.post_attention_layernorm.forward(&x)?)?;
+                let h = self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?;
                 (x + h)?
             }
         };
@@ -180,8 +172,7 @@ impl Decoder {
         if !self.config.scale_embeddings {
             return Ok(x);
         }
-        let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?
-            .to_dtype(x.dtype())?;
+        let s = Tensor::new((self.config.hidden_size as f64).sqrt() as f32, &self.device)?.to_dtype(x.dtype())?;
         Ok(x.broadcast_mul(&s)?)
     }
 
@@ -196,12 +187,9 @@ impl Decoder {
         attention_mask: Option<&[Vec<bool>]>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        input_ids.dims2().map_err(|_| {
-            Error::Input(format!(
-                "input_ids must be (batch, seq), got {:?}",
-                input_ids.shape()
-            ))
-        })?;
+        input_ids
+            .dims2()
+            .map_err(|_| Error::Input(format!("input_ids must be (batch, seq), got {:?}", input_ids.shape())))?;
         self.forward_embeds(&self.embed(input_ids)?, attention_mask, cache)
     }
 
@@ -216,9 +204,7 @@ impl Decoder {
         let new_mask: Vec<Vec<bool>> = match attention_mask {
             Some(m) => {
                 if m.len() != b || m.iter().any(|r| r.len() != t) {
-                    return Err(Error::Input(format!(
-                        "attention_mask must be {b}×{t} like input_ids"
-                    )));
+                    return Err(Error::Input(format!("attention_mask must be {b}×{t} like input_ids")));
                 }
                 m.to_vec()
             }
@@ -317,9 +303,7 @@ impl Decoder {
         let h = self.forward_hidden(input_ids, attention_mask, cache)?;
         let t = h.dim(1)?;
         // The last column is a strided view; matmul kernels want it contiguous.
-        Ok(self
-            .logits(&h.i((.., t - 1..t, ..))?.contiguous()?)?
-            .squeeze(1)?)
+        Ok(self.logits(&h.i((.., t - 1..t, ..))?.contiguous()?)?.squeeze(1)?)
     }
 
     /// Every linear projection, in layer order (for LoRA).
@@ -364,8 +348,7 @@ impl Decoder {
         }
         for l in self.linears_mut() {
             if let super::linear::FrozenWeight::Quantized(q) = &l.weight {
-                l.weight =
-                    super::linear::FrozenWeight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
+                l.weight = super::linear::FrozenWeight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
             }
         }
         Ok(())

@@ -49,11 +49,7 @@ impl ModelConfig {
         let hidden_size = req("embedding_length")?;
         let num_attention_heads = req("attention.head_count")?;
         if num_attention_heads == 0 {
-            return Err(Error::field(
-                path,
-                key("attention.head_count"),
-                "must be > 0",
-            ));
+            return Err(Error::field(path, key("attention.head_count"), "must be > 0"));
         }
         let num_key_value_heads = opt("attention.head_count_kv")
             .map(|x| x as usize)
@@ -130,18 +126,15 @@ impl ModelConfig {
             sliding_window,
             layer_kinds,
             rope_theta: opt("rope.freq_base").unwrap_or(10_000.0),
-            rope_local_base_freq: if arch == Arch::Gemma3 {
-                Some(10_000.0)
-            } else {
-                None
-            },
+            rope_local_base_freq: if arch == Arch::Gemma3 { Some(10_000.0) } else { None },
             rope_scaling: match md
                 .get(&key("rope.scaling.type"))
                 .and_then(|v| v.to_string().ok())
                 .map(String::as_str)
             {
-                Some("linear") => opt("rope.scaling.factor")
-                    .map(|factor| super::config::RopeScaling::Linear { factor }),
+                Some("linear") => {
+                    opt("rope.scaling.factor").map(|factor| super::config::RopeScaling::Linear { factor })
+                }
                 _ => None,
             },
             tie_word_embeddings: !has("output.weight"),

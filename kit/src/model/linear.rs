@@ -55,8 +55,7 @@ impl Linear {
                 // QMatMul::from_arc picks the dense path for f16/f32 GGUF tensors.
                 let mm = QMatMul::from_arc(q.clone())?;
                 let dtype = x.dtype();
-                mm.forward(&x.to_dtype(candle_core::DType::F32)?)?
-                    .to_dtype(dtype)?
+                mm.forward(&x.to_dtype(candle_core::DType::F32)?)?.to_dtype(dtype)?
             }
         };
         Ok(match &self.bias {

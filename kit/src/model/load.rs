@@ -36,8 +36,8 @@ impl WeightSource {
         let index = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| Error::file(&index, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::file(&index, format!("invalid JSON: {e}")))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::file(&index, format!("invalid JSON: {e}")))?;
             let map = v
                 .get("weight_map")
                 .and_then(|m| m.as_object())
@@ -47,10 +47,7 @@ impl WeightSource {
         } else {
             let single = dir.join("model.safetensors");
             if !single.exists() {
-                return Err(Error::file(
-                    dir,
-                    "no model.safetensors or model.safetensors.index.json",
-                ));
+                return Err(Error::file(dir, "no model.safetensors or model.safetensors.index.json"));
             }
             vec![single]
         };
@@ -78,9 +75,7 @@ impl WeightSource {
             if end > len {
                 return Err(Error::file(
                     path,
-                    format!(
-                        "truncated: tensor `{name}` needs bytes up to {end} but the file has {len}"
-                    ),
+                    format!("truncated: tensor `{name}` needs bytes up to {end} but the file has {len}"),
                 ));
             }
         }
@@ -105,9 +100,7 @@ impl WeightSource {
     fn has(&self, hf_name: &str, cfg: &ModelConfig) -> bool {
         match self {
             WeightSource::Safetensors { tensors, .. } => tensors.get(hf_name).is_ok(),
-            WeightSource::Gguf { content, .. } => {
-                content.tensor_infos.contains_key(&gguf_name(hf_name, cfg))
-            }
+            WeightSource::Gguf { content, .. } => content.tensor_infos.contains_key(&gguf_name(hf_name, cfg)),
         }
     }
 
@@ -122,13 +115,7 @@ impl WeightSource {
     }
 
     /// A weight as stored: quantized GGUF tensors stay quantized, everything else is a dense tensor.
-    fn weight(
-        &mut self,
-        hf_name: &str,
-        cfg: &ModelConfig,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<FrozenWeight> {
+    fn weight(&mut self, hf_name: &str, cfg: &ModelConfig, device: &Device, dtype: DType) -> Result<FrozenWeight> {
         if !self.has(hf_name, cfg) {
             return Err(self.missing(hf_name, cfg));
         }
@@ -139,11 +126,7 @@ impl WeightSource {
                     .map_err(|e| Error::field(&files[0], hf_name, e))?;
                 Ok(FrozenWeight::Dense(t.to_dtype(dtype)?))
             }
-            WeightSource::Gguf {
-                content,
-                file,
-                path,
-            } => {
+            WeightSource::Gguf { content, file, path } => {
                 let name = gguf_name(hf_name, cfg);
                 let q = content
                     .tensor(file, &name, device)
@@ -165,13 +148,7 @@ impl WeightSource {
     }
 
     /// A small dense tensor (norm weights, biases), always dequantized.
-    fn dense(
-        &mut self,
-        hf_name: &str,
-        cfg: &ModelConfig,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Tensor> {
+    fn dense(&mut self, hf_name: &str, cfg: &ModelConfig, device: &Device, dtype: DType) -> Result<Tensor> {
         match self.weight(hf_name, cfg, device, dtype)? {
             FrozenWeight::Dense(t) => Ok(t),
             FrozenWeight::Quantized(q) => Ok(q.dequantize(device)?.to_dtype(dtype)?),
@@ -224,7 +201,11 @@ fn check_safetensors(path: &Path) -> Result<()> {
             .and_then(|e| e.as_u64())
             .ok_or_else(|| bad(format!("tensor `{name}` has no data_offsets")))?;
         if end > data_len {
-            return Err(Error::field(path, name, format!("data ends at byte {end} but the file holds only {data_len} data bytes (truncated?)")));
+            return Err(Error::field(
+                path,
+                name,
+                format!("data ends at byte {end} but the file holds only {data_len} data bytes (truncated?)"),
+            ));
         }
     }
     Ok(())
@@ -304,12 +285,7 @@ fn unpermute_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor>
 
 impl Decoder {
     /// Assemble the decoder described by `cfg` from `src`.
-    pub fn load(
-        cfg: &ModelConfig,
-        src: &mut WeightSource,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
+    pub fn load(cfg: &ModelConfig, src: &mut WeightSource, device: &Device, dtype: DType) -> Result<Self> {
         // llama.cpp folds Gemma's +1 into stored norm weights; config.json checkpoints keep the raw w.
         let plus_one = cfg.norm_plus_one && !src.is_gguf();
         let norm = |src: &mut WeightSource, name: &str, dim: usize| -> Result<RmsNorm> {
@@ -317,12 +293,7 @@ impl Decoder {
             src.expect_shape(name, w.dims(), &[dim])?;
             RmsNorm::new(w, cfg.rms_norm_eps, plus_one)
         };
-        let linear = |src: &mut WeightSource,
-                      name: &str,
-                      out: usize,
-                      inp: usize,
-                      bias: bool|
-         -> Result<Linear> {
+        let linear = |src: &mut WeightSource, name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
             let w = src.weight(&format!("{name}.weight"), cfg, device, dtype)?;
             src.expect_shape(
                 &format!("{name}.weight"),
@@ -354,11 +325,7 @@ impl Decoder {
             Embedding::Dense(t) => t.dims().to_vec(),
             Embedding::Quantized(q) => q.shape().dims().to_vec(),
         };
-        src.expect_shape(
-            "model.embed_tokens.weight",
-            &emb_shape,
-            &[cfg.vocab_size, h],
-        )?;
+        src.expect_shape("model.embed_tokens.weight", &emb_shape, &[cfg.vocab_size, h])?;
 
         // Rope tables: one per distinct base among the layers.
         let mut ropes: Vec<(f64, Rope)> = Vec::new();
@@ -381,34 +348,10 @@ impl Decoder {
                 }
             };
             let self_attn = Attention {
-                q_proj: linear(
-                    src,
-                    &format!("{p}.self_attn.q_proj"),
-                    nh * hd,
-                    h,
-                    cfg.attention_bias,
-                )?,
-                k_proj: linear(
-                    src,
-                    &format!("{p}.self_attn.k_proj"),
-                    nkv * hd,
-                    h,
-                    cfg.attention_bias,
-                )?,
-                v_proj: linear(
-                    src,
-                    &format!("{p}.self_attn.v_proj"),
-                    nkv * hd,
-                    h,
-                    cfg.attention_bias,
-                )?,
-                o_proj: linear(
-                    src,
-                    &format!("{p}.self_attn.o_proj"),
-                    h,
-                    nh * hd,
-                    cfg.o_bias,
-                )?,
+                q_proj: linear(src, &format!("{p}.self_attn.q_proj"), nh * hd, h, cfg.attention_bias)?,
+                k_proj: linear(src, &format!("{p}.self_attn.k_proj"), nkv * hd, h, cfg.attention_bias)?,
+                v_proj: linear(src, &format!("{p}.self_attn.v_proj"), nkv * hd, h, cfg.attention_bias)?,
+                o_proj: linear(src, &format!("{p}.self_attn.o_proj"), h, nh * hd, cfg.o_bias)?,
                 q_norm: qk_norm(src, "q_norm")?,
                 k_norm: qk_norm(src, "k_norm")?,
                 num_heads: nh,
@@ -425,16 +368,8 @@ impl Decoder {
             };
             let (pre_ff, post_ff) = if cfg.sandwich_norm {
                 (
-                    Some(norm(
-                        src,
-                        &format!("{p}.pre_feedforward_layernorm.weight"),
-                        h,
-                    )?),
-                    Some(norm(
-                        src,
-                        &format!("{p}.post_feedforward_layernorm.weight"),
-                        h,
-                    )?),
+                    Some(norm(src, &format!("{p}.pre_feedforward_layernorm.weight"), h)?),
+                    Some(norm(src, &format!("{p}.post_feedforward_layernorm.weight"), h)?),
                 )
             } else {
                 (None, None)
@@ -443,11 +378,7 @@ impl Decoder {
                 self_attn,
                 mlp,
                 input_layernorm: norm(src, &format!("{p}.input_layernorm.weight"), h)?,
-                post_attention_layernorm: norm(
-                    src,
-                    &format!("{p}.post_attention_layernorm.weight"),
-                    h,
-                )?,
+                post_attention_layernorm: norm(src, &format!("{p}.post_attention_layernorm.weight"), h)?,
                 pre_feedforward_layernorm: pre_ff,
                 post_feedforward_layernorm: post_ff,
                 kind: cfg.layer_kinds[i],

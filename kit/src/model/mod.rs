@@ -14,8 +14,6 @@ pub use decoder::{Decoder, Embedding, KvCache};
 pub use linear::{FrozenWeight, Linear};
 pub use load::WeightSource;
 
-use std::path::Path;
-
 use candle_core::{DType, Device};
 
 use crate::device::{pick_device, DeviceChoice};
@@ -66,11 +64,7 @@ impl Model {
             Some("f32" | "float32") => DType::F32,
             Some("f16" | "float16") => DType::F16,
             Some("bf16" | "bfloat16") => DType::BF16,
-            Some(other) => {
-                return Err(Error::Input(format!(
-                    "unknown dtype `{other}` (use f32, f16 or bf16)"
-                )))
-            }
+            Some(other) => return Err(Error::Input(format!("unknown dtype `{other}` (use f32, f16 or bf16)"))),
         };
         let (mut decoder, tokenizer) = match &files {
             ModelFiles::Gguf(path) => {
@@ -84,7 +78,7 @@ impl Model {
             }
             ModelFiles::Dir(dir) => {
                 let cfg = ModelConfig::from_config_json(&dir.join("config.json"))?;
-                let tokenizer = load_dir_tokenizer(dir)?;
+                let tokenizer = Tokenizer::from_dir(dir)?;
                 let mut src = WeightSource::safetensors_dir(dir)?;
                 (Decoder::load(&cfg, &mut src, &device, dtype)?, tokenizer)
             }
@@ -94,7 +88,9 @@ impl Model {
         }
         let (tv, mv) = (tokenizer.vocab_size(), decoder.config.vocab_size);
         if tv > mv {
-            return Err(Error::Input(format!("tokenizer has {tv} tokens but the model's embedding has only {mv} rows: they do not belong together")));
+            return Err(Error::Input(format!(
+                "tokenizer has {tv} tokens but the model's embedding has only {mv} rows: they do not belong together"
+            )));
         }
         Ok(Model {
             name: name.to_string(),
@@ -111,21 +107,4 @@ impl Model {
     pub fn device(&self) -> &Device {
         &self.decoder.device
     }
-}
-
-fn load_dir_tokenizer(dir: &Path) -> Result<Tokenizer> {
-    let json = dir.join("tokenizer.json");
-    if json.exists() {
-        return Tokenizer::from_tokenizer_json(&json);
-    }
-    let sp = dir.join("tokenizer.model");
-    if sp.exists() {
-        let mut t = Tokenizer::from_sentencepiece_model(&sp)?;
-        let cfg = dir.join("tokenizer_config.json");
-        if cfg.exists() {
-            t.apply_tokenizer_config(&cfg)?;
-        }
-        return Ok(t);
-    }
-    Err(Error::file(dir, "no tokenizer.json or tokenizer.model"))
 }

@@ -14,12 +14,7 @@ pub struct Rope {
 }
 
 impl Rope {
-    pub fn new(
-        head_dim: usize,
-        base: f64,
-        scaling: Option<&RopeScaling>,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn new(head_dim: usize, base: f64, scaling: Option<&RopeScaling>, device: &Device) -> Result<Self> {
         let half = head_dim / 2;
         // Same f32 arithmetic as transformers: base ** (2i / d) in float32, then 1 / that.
         let mut inv: Vec<f32> = (0..half)
@@ -27,9 +22,7 @@ impl Rope {
             .collect();
         match scaling {
             None => {}
-            Some(RopeScaling::Linear { factor }) => {
-                inv.iter_mut().for_each(|f| *f /= *factor as f32)
-            }
+            Some(RopeScaling::Linear { factor }) => inv.iter_mut().for_each(|f| *f /= *factor as f32),
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
@@ -47,11 +40,7 @@ impl Rope {
                 let high_freq_wavelen = old / hi;
                 for f in inv.iter_mut() {
                     let wavelen = 2.0 * std::f32::consts::PI / *f;
-                    let scaled = if wavelen > low_freq_wavelen {
-                        *f / factor
-                    } else {
-                        *f
-                    };
+                    let scaled = if wavelen > low_freq_wavelen { *f / factor } else { *f };
                     let medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
                     *f = if medium {
                         let smooth = (old / wavelen - lo) / (hi - lo);

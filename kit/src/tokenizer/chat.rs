@@ -30,9 +30,7 @@ pub fn render_chat_template(
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         },
     );
-    env.add_function("strftime_now", |fmt: String| -> String {
-        strftime_now(&fmt)
-    });
+    env.add_function("strftime_now", |fmt: String| -> String { strftime_now(&fmt) });
     env.add_template("chat_template", template)
         .map_err(|e| Error::msg(format!("chat template does not parse: {e}")))?;
     let tpl = env
@@ -82,15 +80,9 @@ fn strftime_now(fmt: &str) -> String {
 
 impl Tokenizer {
     /// Render the model's chat template, as transformers' `apply_chat_template(messages, tokenize=False)`.
-    pub fn apply_chat_template(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> Result<String> {
+    pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let tpl = self.chat_template.as_deref().ok_or_else(|| {
-            Error::msg(
-                "this model has no chat template (it is a base model?); pass plain text instead",
-            )
+            Error::msg("this model has no chat template (it is a base model?); pass plain text instead")
         })?;
         render_chat_template(
             tpl,

@@ -29,14 +29,13 @@ use super::Tokenizer;
 use crate::{Error, Result};
 
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// The split regex for a `tokenizer.ggml.pre` value; `None` means GPT-2's own ByteLevel regex.
 fn pre_split(pre: &str) -> Option<&'static str> {
     match pre {
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" | "lfm2" => {
-            Some(LLAMA3_SPLIT)
-        }
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" | "lfm2" => Some(LLAMA3_SPLIT),
         "qwen2" | "deepseek-r1-qwen" | "megrez" => Some(QWEN2_SPLIT),
         _ => None,
     }
@@ -107,11 +106,8 @@ impl Meta<'_> {
         }
     }
     fn id(&self, key: &str) -> Option<u32> {
-        self.get(key).and_then(|v| {
-            v.to_u32()
-                .ok()
-                .or_else(|| v.to_i32().ok().map(|x| x as u32))
-        })
+        self.get(key)
+            .and_then(|v| v.to_u32().ok().or_else(|| v.to_i32().ok().map(|x| x as u32)))
     }
     fn flag(&self, key: &str) -> Option<bool> {
         self.get(key).and_then(|v| v.to_bool().ok())
@@ -121,17 +117,18 @@ impl Meta<'_> {
     }
 }
 
-/// Python's `generate_merges(vocab, vocab_scores)`: every split of every token into two vocabulary pieces,
-/// best score first (ties: longer left piece, then longer right piece; otherwise the order found).
+/// Python's `generate_merges(vocab, vocab_scores)`: every split of every token into two vocabulary pieces.
+/// With scores (`descending`): best score first, ties by longer left then longer right piece. Without (the
+/// scores are the ids): lowest first, ties by shorter pieces. Otherwise the order found (the sort is stable).
 pub(crate) fn merges_from_vocab(
     order: &[(String, f64)],
     vocab: &HashMap<String, u32>,
+    descending: bool,
 ) -> Vec<(String, String)> {
     let mut merges: Vec<(String, String, f64, usize, usize)> = Vec::new();
     for (token, score) in order {
-        let chars: Vec<(usize, char)> = token.char_indices().collect();
         let mut local = Vec::new();
-        for &(byte, _) in chars.iter().skip(1) {
+        for (byte, _) in token.char_indices().skip(1) {
             let (l, r) = token.split_at(byte);
             if let (Some(&li), Some(&ri)) = (vocab.get(l), vocab.get(r)) {
                 local.push((li, ri, l.to_string(), r.to_string()));
@@ -143,11 +140,16 @@ pub(crate) fn merges_from_vocab(
             merges.push((l, r, *score, ll, rl));
         }
     }
-    // Stable sort, descending on (score, len(left), len(right)) — as Python's sorted(..., reverse=True).
+    // Stable sort on (score, len(left), len(right)), as Python's sorted(..., reverse=descending).
     merges.sort_by(|a, b| {
-        (b.2, b.3, b.4)
-            .partial_cmp(&(a.2, a.3, a.4))
-            .unwrap_or(std::cmp::Ordering::Equal)
+        let o = (a.2, a.3, a.4)
+            .partial_cmp(&(b.2, b.3, b.4))
+            .unwrap_or(std::cmp::Ordering::Equal);
+        if descending {
+            o.reverse()
+        } else {
+            o
+        }
     });
     merges.into_iter().map(|(l, r, ..)| (l, r)).collect()
 }
@@ -185,12 +187,7 @@ fn bpe(
     path: &Path,
 ) -> Result<BPE> {
     let mut b = BPE::builder()
-        .vocab_and_merges(
-            vocab
-                .into_iter()
-                .collect::<tokenizers::models::bpe::Vocab>(),
-            merges,
-        )
+        .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
         .fuse_unk(byte_fallback)
         .byte_fallback(byte_fallback);
     if let Some(u) = unk {
@@ -204,13 +201,9 @@ impl Tokenizer {
     /// The tokenizer described by a GGUF file's `tokenizer.*` metadata.
     pub fn from_gguf(content: &Content, path: &Path) -> Result<Self> {
         let m = Meta { content, path };
-        let kind = m.string("tokenizer.ggml.model").ok_or_else(|| {
-            Error::field(
-                path,
-                "tokenizer.ggml.model",
-                "missing: the GGUF carries no tokenizer",
-            )
-        })?;
+        let kind = m
+            .string("tokenizer.ggml.model")
+            .ok_or_else(|| Error::field(path, "tokenizer.ggml.model", "missing: the GGUF carries no tokenizer"))?;
         let arch = m.string("general.architecture").unwrap_or_default();
         let tokens = m.strings("tokenizer.ggml.tokens")?;
         let types = m.ints("tokenizer.ggml.token_type");
@@ -243,31 +236,17 @@ impl Tokenizer {
                         s.split_once(' ')
                             .map(|(a, b)| (a.to_string(), b.to_string()))
                             .ok_or_else(|| {
-                                Error::field(
-                                    path,
-                                    format!("tokenizer.ggml.merges[{i}]"),
-                                    "expected `left right`",
-                                )
+                                Error::field(path, format!("tokenizer.ggml.merges[{i}]"), "expected `left right`")
                             })
                     })
                     .collect::<Result<_>>()?;
-                let mut t = tokenizers::Tokenizer::new(bpe(
-                    vocab_map(&spelled),
-                    merges,
-                    None,
-                    false,
-                    path,
-                )?);
+                let mut t = tokenizers::Tokenizer::new(bpe(vocab_map(&spelled), merges, None, false, path)?);
                 let pre = m.string("tokenizer.ggml.pre").unwrap_or_default();
                 let pre_tok: PreTokenizerWrapper = match pre_split(&pre) {
                     Some(re) => PreSequence::new(vec![
-                        Split::new(
-                            SplitPattern::Regex(re.into()),
-                            SplitDelimiterBehavior::Isolated,
-                            false,
-                        )
-                        .map_err(|e| Error::msg(e.to_string()))?
-                        .into(),
+                        Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false)
+                            .map_err(|e| Error::msg(e.to_string()))?
+                            .into(),
                         ByteLevel::new(false, true, false).into(),
                     ])
                     .into(),
@@ -291,7 +270,7 @@ impl Tokenizer {
                     .collect();
                 let vocab = vocab_map(&respelled);
                 let order = ordered_scores(&respelled, |i| -(i as f64));
-                let merges = merges_from_vocab(&order, &vocab);
+                let merges = merges_from_vocab(&order, &vocab, true);
                 let mut t = tokenizers::Tokenizer::new(bpe(
                     vocab,
                     merges,
@@ -299,10 +278,8 @@ impl Tokenizer {
                     true,
                     path,
                 )?);
-                t.with_normalizer(Some(
-                    Replace::new(" ", "▁").map_err(|e| Error::msg(e.to_string()))?,
-                ))
-                .map_err(|e| Error::msg(e.to_string()))?;
+                t.with_normalizer(Some(Replace::new(" ", "▁").map_err(|e| Error::msg(e.to_string()))?))
+                    .map_err(|e| Error::msg(e.to_string()))?;
                 t.with_pre_tokenizer(Some(
                     Split::new(
                         SplitPattern::String(" ".into()),
@@ -312,9 +289,7 @@ impl Tokenizer {
                     .map_err(|e| Error::msg(e.to_string()))?,
                 ));
                 t.with_decoder(Some(DecoderSequence::new(vec![
-                    DecoderWrapper::Replace(
-                        Replace::new("▁", " ").map_err(|e| Error::msg(e.to_string()))?,
-                    ),
+                    DecoderWrapper::Replace(Replace::new("▁", " ").map_err(|e| Error::msg(e.to_string()))?),
                     ByteFallback::new().into(),
                     Fuse::new().into(),
                 ])));
@@ -325,17 +300,12 @@ impl Tokenizer {
                 let merges = match m.strings("tokenizer.ggml.merges") {
                     Ok(list) => list
                         .iter()
-                        .filter_map(|s| {
-                            s.split_once(' ')
-                                .map(|(a, b)| (a.to_string(), b.to_string()))
-                        })
+                        .filter_map(|s| s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
                         .collect(),
                     Err(_) => {
                         let scores = m.floats("tokenizer.ggml.scores");
-                        let order = ordered_scores(&tokens, |i| {
-                            scores.get(i).copied().unwrap_or(0.0) as f64
-                        });
-                        merges_from_vocab(&order, &vocab)
+                        let order = ordered_scores(&tokens, |i| scores.get(i).copied().unwrap_or(0.0) as f64);
+                        merges_from_vocab(&order, &vocab, true)
                     }
                 };
                 let mut t = tokenizers::Tokenizer::new(bpe(
@@ -348,13 +318,13 @@ impl Tokenizer {
                 llama_pipeline(&mut t);
                 t
             }
-            other => return Err(Error::field(
-                path,
-                "tokenizer.ggml.model",
-                format!(
-                    "unsupported tokenizer `{other}` (kit supports gpt2 and llama/SentencePiece)"
-                ),
-            )),
+            other => {
+                return Err(Error::field(
+                    path,
+                    "tokenizer.ggml.model",
+                    format!("unsupported tokenizer `{other}` (kit supports gpt2 and llama/SentencePiece)"),
+                ))
+            }
         };
 
         // Control tokens (type 3) stay whole and are special; user-defined ones (type 4) stay whole too.
@@ -362,9 +332,7 @@ impl Tokenizer {
         let control: Vec<AddedToken> = tokens
             .iter()
             .zip(&types)
-            .filter(|(t, &ty)| {
-                ty == 3 && (kind != "gpt2" || t.chars().all(|c| alphabet.contains(&c)))
-            })
+            .filter(|(t, &ty)| ty == 3 && (kind != "gpt2" || t.chars().all(|c| alphabet.contains(&c))))
             .map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false))
             .collect();
         inner.add_special_tokens(control)?;
@@ -389,9 +357,7 @@ impl Tokenizer {
             bos_token: bos,
             eos_token: eos,
             pad_token: pad,
-            add_bos_token: m
-                .flag("tokenizer.ggml.add_bos_token")
-                .unwrap_or(add_bos_default),
+            add_bos_token: m.flag("tokenizer.ggml.add_bos_token").unwrap_or(add_bos_default),
             extra_eos_tokens,
             chat_template: m.string("tokenizer.chat_template"),
         })

@@ -89,19 +89,35 @@ impl Tokenizer {
         Ok(tok)
     }
 
+    /// A model directory's tokenizer: `tokenizer.json`, else a SentencePiece `tokenizer.model`, with
+    /// `tokenizer_config.json` applied either way.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        if json.exists() {
+            return Self::from_tokenizer_json(&json);
+        }
+        let sp = dir.join("tokenizer.model");
+        if sp.exists() {
+            let mut t = Self::from_sentencepiece_model(&sp)?;
+            let cfg = dir.join("tokenizer_config.json");
+            if cfg.exists() {
+                t.apply_tokenizer_config(&cfg)?;
+            }
+            return Ok(t);
+        }
+        Err(Error::file(dir, "no tokenizer.json or tokenizer.model"))
+    }
+
     /// Read special tokens and the chat template from a `tokenizer_config.json`.
     pub fn apply_tokenizer_config(&mut self, path: &Path) -> Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
         // Special tokens are either a plain string or an AddedToken object {"content": ...}.
         let token = |key: &str| -> Option<String> {
             match v.get(key)? {
                 serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Object(o) => o
-                    .get("content")
-                    .and_then(|c| c.as_str())
-                    .map(str::to_string),
+                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
                 _ => None,
             }
         };
@@ -117,10 +133,7 @@ impl Tokenizer {
             Some(serde_json::Value::Array(list)) => {
                 for t in list {
                     if t.get("name").and_then(|n| n.as_str()) == Some("default") {
-                        self.chat_template = t
-                            .get("template")
-                            .and_then(|s| s.as_str())
-                            .map(str::to_string);
+                        self.chat_template = t.get("template").and_then(|s| s.as_str()).map(str::to_string);
                     }
                 }
             }

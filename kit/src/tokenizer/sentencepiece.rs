@@ -4,12 +4,13 @@
 //! ModelProto: 1 = repeated SentencePiece { 1 piece, 2 score (float), 3 type (enum) }, 2 = TrainerSpec
 //! { 3 model_type (1 unigram, 2 bpe), 35 byte_fallback }, 3 = NormalizerSpec { 3 add_dummy_prefix,
 //! 4 remove_extra_whitespaces }.
+use std::collections::HashMap;
 use std::path::Path;
 
-use tokenizers::models::unigram::Unigram;
+use tokenizers::models::bpe::BPE;
 use tokenizers::AddedToken;
 
-use super::gguf::llama_pipeline;
+use super::gguf::{llama_pipeline, merges_from_vocab};
 use super::Tokenizer;
 use crate::{Error, Result};
 
@@ -104,8 +105,7 @@ impl SentencePieceModel {
                     while let Some((n, pl)) = pr.field()? {
                         match (n, pl) {
                             (1, Payload::Bytes(s)) => {
-                                p.piece = String::from_utf8(s.to_vec())
-                                    .map_err(|_| "a piece is not UTF-8")?
+                                p.piece = String::from_utf8(s.to_vec()).map_err(|_| "a piece is not UTF-8")?
                             }
                             (2, Payload::Fixed(f)) if f.len() == 4 => {
                                 p.score = f32::from_le_bytes([f[0], f[1], f[2], f[3]])
@@ -137,78 +137,60 @@ impl SentencePieceModel {
 }
 
 impl Tokenizer {
-    /// Load a SentencePiece `tokenizer.model` (unigram or BPE) as a Llama-style tokenizer.
+    /// Load a SentencePiece `tokenizer.model` (unigram or BPE) as transformers' `LlamaTokenizer` loads it.
     pub fn from_sentencepiece_model(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
         let sp = SentencePieceModel::parse(&bytes)
             .map_err(|e| Error::file(path, format!("not a valid SentencePiece model: {e}")))?;
-        let unk_id = sp.pieces.iter().position(|p| p.kind == 2);
-        let mut inner =
-            match sp.model_type {
-                1 => {
-                    let vocab: Vec<(String, f64)> = sp
-                        .pieces
-                        .iter()
-                        .map(|p| (p.piece.clone(), f64::from(p.score)))
-                        .collect();
-                    let uni = Unigram::from(vocab, unk_id, sp.byte_fallback).map_err(|e| {
-                        Error::file(path, format!("cannot build the unigram model: {e}"))
-                    })?;
-                    tokenizers::Tokenizer::new(uni)
-                }
-                2 => {
-                    let vocab: std::collections::HashMap<String, u32> = sp
-                        .pieces
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| (p.piece.clone(), i as u32))
-                        .collect();
-                    let order: Vec<(String, f64)> = sp
-                        .pieces
-                        .iter()
-                        .map(|p| (p.piece.clone(), f64::from(p.score)))
-                        .collect();
-                    let merges = super::gguf::merges_from_vocab(&order, &vocab);
-                    let unk = unk_id.map(|i| sp.pieces[i].piece.clone());
-                    let mut b = tokenizers::models::bpe::BPE::builder()
-                        .vocab_and_merges(
-                            vocab
-                                .into_iter()
-                                .collect::<tokenizers::models::bpe::Vocab>(),
-                            merges,
-                        )
-                        .fuse_unk(true)
-                        .byte_fallback(sp.byte_fallback);
-                    if let Some(u) = unk {
-                        b = b.unk_token(u);
-                    }
-                    tokenizers::Tokenizer::new(b.build().map_err(|e| {
-                        Error::file(path, format!("cannot build the BPE model: {e}"))
-                    })?)
-                }
-                other => {
-                    return Err(Error::field(
-                        path,
-                        "trainer_spec.model_type",
-                        format!("unsupported model type {other} (kit supports unigram and bpe)"),
-                    ))
-                }
-            };
+        if !matches!(sp.model_type, 1 | 2) {
+            return Err(Error::field(
+                path,
+                "trainer_spec.model_type",
+                format!(
+                    "unsupported model type {} (kit supports unigram and bpe)",
+                    sp.model_type
+                ),
+            ));
+        }
+        // transformers turns unigram and BPE models alike into a byte-fallback BPE whose merges follow the pieces'
+        // order (`SentencePieceExtractor` feeding `LlamaTokenizer`'s BPE); we build the same so that ids match.
+        let vocab: HashMap<String, u32> = sp
+            .pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.piece.clone(), i as u32))
+            .collect();
+        let order: Vec<(String, f64)> = sp
+            .pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.piece.clone(), i as f64))
+            .collect();
+        let merges = merges_from_vocab(&order, &vocab, false);
+        let unk = sp
+            .pieces
+            .iter()
+            .find(|p| p.kind == 2)
+            .map_or_else(|| "<unk>".to_string(), |p| p.piece.clone());
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+            .fuse_unk(true)
+            .byte_fallback(true)
+            .unk_token(unk)
+            .build()
+            .map_err(|e| Error::file(path, format!("cannot build the BPE model: {e}")))?;
+        let mut inner = tokenizers::Tokenizer::new(bpe);
         llama_pipeline(&mut inner);
-        let control: Vec<AddedToken> = sp
-            .pieces
-            .iter()
-            .filter(|p| p.kind == 3)
-            .map(|p| AddedToken::from(p.piece.clone(), true).normalized(false))
-            .collect();
-        inner.add_special_tokens(control)?;
-        let user: Vec<AddedToken> = sp
-            .pieces
-            .iter()
-            .filter(|p| p.kind == 4)
-            .map(|p| AddedToken::from(p.piece.clone(), false).normalized(false))
-            .collect();
-        inner.add_tokens(user)?;
+        // Control pieces are special added tokens, user-defined ones plain added tokens.
+        let added = |kind: u64, special: bool| -> Vec<AddedToken> {
+            sp.pieces
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(|p| AddedToken::from(p.piece.clone(), special).normalized(false))
+                .collect()
+        };
+        inner.add_special_tokens(added(3, true))?;
+        inner.add_tokens(added(4, false))?;
         let find = |names: &[&str]| {
             names
                 .iter()
