@@ -4,9 +4,10 @@
 //! Tolerances:
 //! - dequantized weights (`LoadOptions { dequantize: true }`): the same arithmetic as transformers up to summation
 //!   order, so top-5 logits within 2e-3, argmax equal at every position, greedy continuations equal.
-//! - quantized weights (the default): candle's CPU kernels quantize activations to 8 bits, so logits move by a few
-//!   tenths; we require the argmax wherever transformers' top-1/top-2 gap exceeds QUANT_GAP, and the top-1 logit
-//!   within QUANT_TOL.
+//! - quantized weights (the default): candle's CPU kernels quantize activations to 8 bits (and kit re-encodes
+//!   Q4_1/Q5_0 layers as Q8_0 for speed), so logits move by up to about 1.7 on a scale of ~25 (measured: SmolLM2
+//!   1.69, Gemma 3 0.80); we require the argmax wherever transformers' top-1/top-2 gap exceeds QUANT_GAP, and the
+//!   top-1 logit within QUANT_TOL.
 mod common;
 
 use candle_core::{IndexOp, Tensor};
@@ -16,7 +17,7 @@ use serde_json::Value;
 
 const DENSE_TOL: f32 = 2e-3;
 const QUANT_GAP: f32 = 1.0;
-const QUANT_TOL: f32 = 1.5;
+const QUANT_TOL: f32 = 2.0;
 
 fn fixture(name: &str) -> Value {
     let p = common::fixtures().join("real").join(format!("{name}.json"));

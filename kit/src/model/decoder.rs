@@ -331,26 +331,3 @@ impl Decoder {
         out
     }
 }
-
-impl Decoder {
-    /// Replace every quantized weight by its dense dequantization (for exact parity with transformers, which
-    /// dequantizes GGUF weights on load).
-    pub fn dequantize_all(&mut self) -> Result<()> {
-        let (device, dtype) = (self.device.clone(), self.dtype);
-        if let Embedding::Quantized(q) = &self.embed_tokens {
-            let dense = q.dequantize(&device)?.to_dtype(dtype)?;
-            if let super::linear::FrozenWeight::Quantized(h) = &self.lm_head.weight {
-                if Arc::ptr_eq(h, q) {
-                    self.lm_head.weight = super::linear::FrozenWeight::Dense(dense.clone());
-                }
-            }
-            self.embed_tokens = Embedding::Dense(dense);
-        }
-        for l in self.linears_mut() {
-            if let super::linear::FrozenWeight::Quantized(q) = &l.weight {
-                l.weight = super::linear::FrozenWeight::Dense(q.dequantize(&device)?.to_dtype(dtype)?);
-            }
-        }
-        Ok(())
-    }
-}

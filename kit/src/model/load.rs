@@ -27,6 +27,8 @@ pub enum WeightSource {
         content: gguf_file::Content,
         file: std::fs::File,
         path: PathBuf,
+        /// Dequantize every weight to a dense tensor as it is loaded (exact transformers parity, more memory).
+        dense: bool,
     },
 }
 
@@ -83,6 +85,7 @@ impl WeightSource {
             content,
             file,
             path: path.to_path_buf(),
+            dense: false,
         })
     }
 
@@ -126,7 +129,12 @@ impl WeightSource {
                     .map_err(|e| Error::field(&files[0], hf_name, e))?;
                 Ok(FrozenWeight::Dense(t.to_dtype(dtype)?))
             }
-            WeightSource::Gguf { content, file, path } => {
+            WeightSource::Gguf {
+                content,
+                file,
+                path,
+                dense,
+            } => {
                 let name = gguf_name(hf_name, cfg);
                 let q = content
                     .tensor(file, &name, device)
@@ -135,6 +143,10 @@ impl WeightSource {
                     Some(heads) => unpermute_rows(&q, heads, device)?,
                     None => q,
                 };
+                if *dense {
+                    return Ok(FrozenWeight::Dense(q.dequantize(device)?.to_dtype(dtype)?));
+                }
+                let q = cpu_fast_layout(q, device)?;
                 match q.dtype() {
                     candle_core::quantized::GgmlDType::F32
                     | candle_core::quantized::GgmlDType::F16
@@ -209,6 +221,17 @@ fn check_safetensors(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// candle's CPU kernels have SIMD dot products for Q4_0, Q8_0 and the K-quants, but only scalar code for Q4_1,
+/// Q5_0 and Q5_1 (about 5× slower; SmolLM2's Q4_1 and Gemma 3's Q5_0 layers hit it). On CPU we re-encode those
+/// as Q8_0: the values change by at most 1/254 of each block's range, and the matmuls become fast.
+fn cpu_fast_layout(q: QTensor, device: &Device) -> Result<QTensor> {
+    use candle_core::quantized::GgmlDType as G;
+    if !device.is_cpu() || !matches!(q.dtype(), G::Q4_1 | G::Q5_0 | G::Q5_1) {
+        return Ok(q);
+    }
+    Ok(QTensor::quantize(&q.dequantize(device)?, G::Q8_0)?)
 }
 
 /// transformers name → llama.cpp GGUF name.

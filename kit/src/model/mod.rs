@@ -66,9 +66,12 @@ impl Model {
             Some("bf16" | "bfloat16") => DType::BF16,
             Some(other) => return Err(Error::Input(format!("unknown dtype `{other}` (use f32, f16 or bf16)"))),
         };
-        let (mut decoder, tokenizer) = match &files {
+        let (decoder, tokenizer) = match &files {
             ModelFiles::Gguf(path) => {
                 let mut src = WeightSource::gguf(path)?;
+                if let WeightSource::Gguf { dense, .. } = &mut src {
+                    *dense = opts.dequantize;
+                }
                 let WeightSource::Gguf { content, .. } = &src else {
                     unreachable!("gguf() returns a Gguf source")
                 };
@@ -83,9 +86,6 @@ impl Model {
                 (Decoder::load(&cfg, &mut src, &device, dtype)?, tokenizer)
             }
         };
-        if opts.dequantize {
-            decoder.dequantize_all()?;
-        }
         let (tv, mv) = (tokenizer.vocab_size(), decoder.config.vocab_size);
         if tv > mv {
             return Err(Error::Input(format!(
