@@ -31,6 +31,18 @@ pub fn render_chat_template(
         },
     );
     env.add_function("strftime_now", |fmt: String| -> String { strftime_now(&fmt) });
+    // transformers' `tojson` is Python's json.dumps(ensure_ascii=False): no HTML escaping, ", " and ": " separators.
+    env.add_filter(
+        "tojson",
+        |v: Value, kwargs: minijinja::value::Kwargs| -> std::result::Result<Value, minijinja::Error> {
+            let indent: Option<usize> = kwargs.get("indent")?;
+            let json = serde_json::to_value(&v)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+            let mut out = String::new();
+            py_json(&json, indent, 0, &mut out);
+            Ok(Value::from_safe_string(out))
+        },
+    );
     env.add_template("chat_template", template)
         .map_err(|e| Error::msg(format!("chat template does not parse: {e}")))?;
     let tpl = env
@@ -50,6 +62,68 @@ pub fn render_chat_template(
     }
     tpl.render(Value::from(minijinja::value::Serde(&ctx)))
         .map_err(|e| Error::msg(format!("chat template failed: {e}")))
+}
+
+/// Python's `json.dumps(value, ensure_ascii=False, indent=indent)`.
+fn py_json(v: &serde_json::Value, indent: Option<usize>, level: usize, out: &mut String) {
+    use serde_json::Value as J;
+    let newline = |out: &mut String, level: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
+        }
+    };
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match v {
+        J::Null => out.push_str("null"),
+        J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        J::Number(n) => out.push_str(&n.to_string()),
+        J::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        J::Array(items) => {
+            out.push('[');
+            for (i, x) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, level + 1);
+                py_json(x, indent, level + 1, out);
+            }
+            if !items.is_empty() {
+                newline(out, level);
+            }
+            out.push(']');
+        }
+        J::Object(map) => {
+            out.push('{');
+            for (i, (k, x)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, level + 1);
+                py_json(&J::String(k.clone()), indent, level + 1, out);
+                out.push_str(": ");
+                py_json(x, indent, level + 1, out);
+            }
+            if !map.is_empty() {
+                newline(out, level);
+            }
+            out.push('}');
+        }
+    }
 }
 
 /// Today's date in the few strftime formats chat templates use (Llama 3 prints "26 Jul 2024").
@@ -92,5 +166,32 @@ impl Tokenizer {
             self.eos_token.as_deref(),
             &serde_json::Value::Null,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tojson_is_pythons_json_dumps() {
+        // json.dumps({"a": [1, 2], "b": "ね\"<&>"}, ensure_ascii=False) == '{"a": [1, 2], "b": "ね\\"<&>"}'
+        let tpl = "{{ {'a': [1, 2], 'b': 'ね\"<&>'} | tojson }}|{{ [1] | tojson(indent=2) }}";
+        let got = render_chat_template(tpl, &[], false, None, None, &serde_json::Value::Null).unwrap();
+        assert_eq!(got, "{\"a\": [1, 2], \"b\": \"ね\\\"<&>\"}|[\n  1\n]");
+    }
+
+    #[test]
+    fn raise_exception_surfaces_the_message() {
+        let e = render_chat_template(
+            "{{ raise_exception('roles must alternate') }}",
+            &[],
+            false,
+            None,
+            None,
+            &serde_json::Value::Null,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("roles must alternate"), "{e}");
     }
 }
