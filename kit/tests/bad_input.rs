@@ -118,3 +118,73 @@ fn prompt_longer_than_context_is_refused() {
     ));
     assert!(e.contains("outside the vocabulary"), "{e}");
 }
+
+/// A copy of the tiny Llama fixture model, to break in different ways.
+fn tiny_copy(name: &str) -> std::path::PathBuf {
+    let src = common::fixtures().join("tiny").join("llama");
+    let d = common::temp_dir(name);
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), d.join(f)).unwrap();
+    }
+    d
+}
+
+#[test]
+fn broken_safetensors_directories_name_the_file() {
+    let d = tiny_copy("st-trunc");
+    let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+    std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() - 1000]).unwrap();
+    let e = err_of(kit::model::WeightSource::safetensors_dir(&d).map(|_| ()));
+    assert!(e.contains("model.safetensors") && e.contains("truncated"), "{e}");
+
+    std::fs::write(d.join("model.safetensors"), &bytes[..4]).unwrap();
+    let e = err_of(kit::model::WeightSource::safetensors_dir(&d).map(|_| ()));
+    assert!(e.contains("model.safetensors") && e.contains("header"), "{e}");
+
+    // A sharded index that lists a missing shard.
+    std::fs::remove_file(d.join("model.safetensors")).unwrap();
+    write(
+        &d,
+        "model.safetensors.index.json",
+        r#"{"weight_map": {"lm_head.weight": "model-00001-of-00002.safetensors"}}"#,
+    );
+    let e = err_of(kit::model::WeightSource::safetensors_dir(&d).map(|_| ()));
+    assert!(
+        e.contains("model-00001-of-00002.safetensors") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn weights_that_do_not_fit_the_config_name_the_tensor() {
+    let d = tiny_copy("st-shape");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
+    std::fs::write(d.join("config.json"), cfg).unwrap();
+    let cfg = ModelConfig::from_config_json(&d.join("config.json")).unwrap();
+    let mut src = kit::model::WeightSource::safetensors_dir(&d).unwrap();
+    let e = err_of(
+        kit::model::Decoder::load(&cfg, &mut src, &candle_core::Device::Cpu, candle_core::DType::F32).map(|_| ()),
+    );
+    assert!(
+        e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("does not match the config"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tokenizer_larger_than_the_embedding_is_refused() {
+    // The tiny model has 256 embedding rows; this SentencePiece vocabulary has ~400 tokens.
+    let d = tiny_copy("vocab-mismatch");
+    std::fs::copy(
+        common::fixtures().join("tokenizer").join("sp_bpe.model"),
+        d.join("tokenizer.model"),
+    )
+    .unwrap();
+    let e = err_of(Model::load(d.to_str().unwrap(), &LoadOptions::default()));
+    assert!(e.contains("tokenizer has") && e.contains("256 rows"), "{e}");
+    std::fs::remove_file(d.join("tokenizer.model")).unwrap();
+    let e = err_of(Model::load(d.to_str().unwrap(), &LoadOptions::default()));
+    assert!(e.contains("no tokenizer.json or tokenizer.model"), "{e}");
+}
