@@ -16,7 +16,9 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hub;
+pub mod lora;
 pub mod model;
+pub mod quant;
 pub mod sampling;
 pub mod tokenizer;
 

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 
 use super::attention::{build_mask, Attention, LayerCache};
 use super::config::{LayerKind, ModelConfig};
-use super::linear::Linear;
+use super::linear::{FrozenWeight, Linear};
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
@@ -317,6 +317,42 @@ impl Decoder {
         }
         out.push(&mut self.lm_head);
         out
+    }
+
+    /// Number of frozen parameters (embedding, projections, norms); a tied LM head is counted once.
+    pub fn num_parameters(&self) -> usize {
+        let emb = self.embed_tokens.vocab_size() * self.config.hidden_size;
+        let tied = matches!(
+            (&self.embed_tokens, &self.lm_head.weight),
+            (Embedding::Dense(_), FrozenWeight::Dense(_)) | (Embedding::Quantized(_), FrozenWeight::Quantized(_))
+        ) && self.config.tie_word_embeddings;
+        let norms: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let mut n = l.input_layernorm.weight.elem_count() + l.post_attention_layernorm.weight.elem_count();
+                for o in [
+                    &l.pre_feedforward_layernorm,
+                    &l.post_feedforward_layernorm,
+                    &l.self_attn.q_norm,
+                    &l.self_attn.k_norm,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    n += o.weight.elem_count();
+                }
+                n
+            })
+            .sum::<usize>()
+            + self.norm.weight.elem_count();
+        let linears: usize = self
+            .linears()
+            .iter()
+            .filter(|l| !(tied && l.name == "lm_head"))
+            .map(|l| l.num_parameters())
+            .sum();
+        emb + linears + norms
     }
 
     pub fn linears(&self) -> Vec<&Linear> {

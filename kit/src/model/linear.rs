@@ -1,8 +1,8 @@
 //! The only place weights are applied: a frozen base (dense or quantized) plus, later, an optional LoRA adapter.
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Tensor};
+use candle_core::quantized::QTensor;
+use candle_core::Tensor;
 
 use crate::Result;
 
@@ -30,13 +30,14 @@ impl FrozenWeight {
     }
 }
 
-/// y = x Wᵀ + b with W frozen.
+/// y = x Wᵀ + b with W frozen, plus an optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: FrozenWeight,
     pub bias: Option<Tensor>,
     /// Module name in HF terms (e.g. `model.layers.0.self_attn.q_proj`), for LoRA targeting and PEFT keys.
     pub name: String,
+    pub lora: Option<crate::lora::LoraLayer>,
 }
 
 impl Linear {
@@ -45,22 +46,24 @@ impl Linear {
             weight,
             bias,
             name: name.into(),
+            lora: None,
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.weight {
-            FrozenWeight::Dense(w) => x.broadcast_matmul(&w.t()?)?,
-            FrozenWeight::Quantized(q) => {
-                // QMatMul::from_arc picks the dense path for f16/f32 GGUF tensors.
-                let mm = QMatMul::from_arc(q.clone())?;
-                let dtype = x.dtype();
-                mm.forward(&x.to_dtype(candle_core::DType::F32)?)?.to_dtype(dtype)?
-            }
-        };
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        // The base never enters the autograd graph: gradients flow to x only (see quant.rs).
+        let mut y = crate::quant::frozen_linear(x, &self.weight)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
+        }
+        match &self.lora {
+            Some(l) if l.is_enabled() => Ok((y + l.forward(x)?)?),
+            _ => Ok(y),
+        }
+    }
+
+    /// Number of frozen parameters (weight and bias).
+    pub fn num_parameters(&self) -> usize {
+        self.weight.out_features() * self.weight.in_features() + self.bias.as_ref().map_or(0, |b| b.elem_count())
     }
 }

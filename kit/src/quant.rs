@@ -1,0 +1,112 @@
+//! Frozen base weights that pass gradients to their input and never to themselves.
+//!
+//! candle's `QMatMul::forward` drops the input gradient (`apply_op1_no_bwd`), and its `matmul` backward computes and
+//! keeps a full-size gradient for a frozen dense weight until the end of the backward pass. QLoRA needs neither: the
+//! base is constant, only the input gradient `∂L/∂x = ∂L/∂y · W` is wanted. So the forward runs on the fastest
+//! path outside the graph (quantized matmul, or dense matmul), and a custom op re-attaches the result to `x` with a
+//! backward that dequantizes `W` on the fly (Dettmers et al. 2023, "QLoRA", §3: the frozen 4-bit base is
+//! dequantized to the compute dtype for the backward pass; no gradient is stored for it).
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Storage, Tensor};
+
+use crate::model::FrozenWeight;
+use crate::{Error, Result};
+
+/// y = x · Wᵀ for a frozen W, without building a graph.
+pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight) -> Result<Tensor> {
+    match w {
+        FrozenWeight::Dense(w) => Ok(x.broadcast_matmul(&w.t()?)?),
+        FrozenWeight::Quantized(q) => {
+            let dtype = x.dtype();
+            let mm = QMatMul::from_arc(q.clone())?;
+            Ok(mm.forward(&x.to_dtype(DType::F32)?.contiguous()?)?.to_dtype(dtype)?)
+        }
+    }
+}
+
+/// W as a dense tensor of `dtype` (dequantized on the fly for quantized weights; nothing is cached).
+pub fn dense_weight(w: &FrozenWeight, dtype: DType) -> Result<Tensor> {
+    match w {
+        FrozenWeight::Dense(w) => Ok(w.to_dtype(dtype)?),
+        FrozenWeight::Quantized(q) => Ok(q.dequantize(&q.device())?.to_dtype(dtype)?),
+    }
+}
+
+/// The custom op: its forward hands over a result computed outside the graph, its backward is ∂L/∂y · W.
+struct FrozenLinearOp {
+    weight: FrozenWeight,
+    /// The precomputed output, taken (not kept) by the forward so it is stored once, as the op's result.
+    output: Mutex<Option<Tensor>>,
+}
+
+impl FrozenLinearOp {
+    fn take_output(&self) -> candle_core::Result<Tensor> {
+        self.output
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned lock".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("frozen-linear forward ran twice".into()))
+    }
+}
+
+impl CustomOp1 for FrozenLinearOp {
+    fn name(&self) -> &'static str {
+        "frozen-linear"
+    }
+
+    fn cpu_fwd(&self, _x: &CpuStorage, _layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = self.take_output()?.contiguous()?;
+        let (storage, layout) = y.storage_and_layout();
+        match &*storage {
+            Storage::Cpu(s) => Ok((s.try_clone(layout)?, y.shape().clone())),
+            _ => candle_core::bail!("frozen-linear: output is not on the CPU"),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        _x: &candle_core::CudaStorage,
+        _layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let y = self.take_output()?.contiguous()?;
+        let (storage, layout) = y.storage_and_layout();
+        match &*storage {
+            Storage::Cuda(s) => Ok((s.try_clone(layout)?, y.shape().clone())),
+            _ => candle_core::bail!("frozen-linear: output is not on the GPU"),
+        }
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = dense_weight(&self.weight, grad_y.dtype()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Some(grad_y.broadcast_matmul(&w)?))
+    }
+}
+
+/// y = x · Wᵀ, differentiable with respect to `x` only. Without a graph upstream this is just the fast matmul.
+pub fn frozen_linear(x: &Tensor, w: &FrozenWeight) -> Result<Tensor> {
+    let y = frozen_matmul(&x.detach(), w)?;
+    if !x.track_op() {
+        return Ok(y);
+    }
+    let op = FrozenLinearOp {
+        weight: w.clone(),
+        output: Mutex::new(Some(y)),
+    };
+    Ok(x.apply_op1(op)?)
+}
+
+/// Quantize a dense weight (out, in) for `load_in_4bit`: Q4K when `in` is a multiple of 256 (K-quant blocks),
+/// else Q4_0 when it is a multiple of 32, else Q8_0 would not fit either and the weight stays dense (`None`).
+pub fn quantize_weight(w: &Tensor, target: GgmlDType) -> Result<Option<Arc<QTensor>>> {
+    let in_features = *w.dims().last().ok_or_else(|| Error::msg("cannot quantize a scalar"))?;
+    let dtype = match target {
+        t if in_features % t.block_size() == 0 => t,
+        _ if in_features % 32 == 0 => GgmlDType::Q4_0,
+        _ => return Ok(None),
+    };
+    Ok(Some(Arc::new(QTensor::quantize(&w.to_dtype(DType::F32)?, dtype)?)))
+}
