@@ -97,6 +97,10 @@ impl LoraLayer {
         self.state.enabled.load(Ordering::Relaxed)
     }
 
+    pub fn is_training(&self) -> bool {
+        self.state.training.load(Ordering::Relaxed)
+    }
+
     /// (α/r) · B A x, computed in x's dtype.
     ///
     /// Outside training mode, and with no graph upstream, A and B enter as constants: inference then builds no

@@ -319,6 +319,24 @@ impl Decoder {
         out
     }
 
+    /// `load_in_4bit`: quantize every dense projection except the LM head (as bitsandbytes skips `lm_head`) to
+    /// `target` (Q4K; Q4_0 where rows are not a multiple of 256). GGUF weights are left as they are.
+    pub fn quantize_linears(&mut self, target: candle_core::quantized::GgmlDType) -> Result<usize> {
+        let mut n = 0;
+        for l in self.linears_mut() {
+            if l.name == "lm_head" {
+                continue;
+            }
+            if let FrozenWeight::Dense(w) = &l.weight {
+                if let Some(q) = crate::quant::quantize_weight(w, target)? {
+                    l.weight = FrozenWeight::Quantized(q);
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Number of frozen parameters (embedding, projections, norms); a tied LM head is counted once.
     pub fn num_parameters(&self) -> usize {
         let emb = self.embed_tokens.vocab_size() * self.config.hidden_size;

@@ -52,7 +52,10 @@ impl Linear {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // The base never enters the autograd graph: gradients flow to x only (see quant.rs).
-        let mut y = crate::quant::frozen_linear(x, &self.weight)?;
+        // In training, the first projections see inputs without a graph yet; they still take the exact path so
+        // that the loss is the one a dense dequantized base would give.
+        let training = self.lora.as_ref().is_some_and(|l| l.is_training());
+        let mut y = crate::quant::frozen_linear_with(x, &self.weight, training)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
         }

@@ -29,6 +29,8 @@ pub struct LoadOptions {
     pub dtype: Option<String>,
     /// Dequantize GGUF weights to dense at load time (exact transformers parity, more memory).
     pub dequantize: bool,
+    /// Quantize a dense (safetensors) model's projections to 4 bits at load time, as QLoRA's `load_in_4bit`.
+    pub load_in_4bit: bool,
 }
 
 /// A decoder together with its tokenizer: what notebooks, trainers and the CLI hold.
@@ -66,7 +68,7 @@ impl Model {
             Some("bf16" | "bfloat16") => DType::BF16,
             Some(other) => return Err(Error::Input(format!("unknown dtype `{other}` (use f32, f16 or bf16)"))),
         };
-        let (decoder, tokenizer) = match &files {
+        let (mut decoder, tokenizer) = match &files {
             ModelFiles::Gguf(path) => {
                 let mut src = WeightSource::gguf(path)?;
                 if let WeightSource::Gguf { dense, .. } = &mut src {
@@ -86,6 +88,9 @@ impl Model {
                 (Decoder::load(&cfg, &mut src, &device, dtype)?, tokenizer)
             }
         };
+        if opts.load_in_4bit {
+            decoder.quantize_linears(candle_core::quantized::GgmlDType::Q4K)?;
+        }
         let (tv, mv) = (tokenizer.vocab_size(), decoder.config.vocab_size);
         if tv > mv {
             return Err(Error::Input(format!(

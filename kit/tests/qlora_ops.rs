@@ -1,0 +1,223 @@
+//! The frozen-base op: its input gradient against finite differences, and LoRA gradients through a quantized base
+//! against the same computation on the dequantized dense base.
+mod common;
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use kit::lora;
+use kit::model::{Decoder, FrozenWeight, ModelConfig, WeightSource};
+use kit::quant::{frozen_linear, quantize_weight};
+
+/// f(x) = Σ (x Wᵀ ⊙ C) for the op, and its gradient; compared with central differences of the same function
+/// computed in f64 on the dequantized weight. f is linear in x, so the differences are exact up to rounding.
+fn check_input_gradient(w: FrozenWeight, w_dense: &Tensor) {
+    let dev = Device::Cpu;
+    let (out, inp) = w_dense.dims2().unwrap();
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, inp), &dev).unwrap()).unwrap();
+    let c = Tensor::randn(0f32, 1.0, (3, out), &dev).unwrap();
+    let f = (frozen_linear(x.as_tensor(), &w).unwrap() * &c)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grad = f
+        .backward()
+        .unwrap()
+        .get(x.as_tensor())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let (w64, c64) = (w_dense.to_dtype(DType::F64).unwrap(), c.to_dtype(DType::F64).unwrap());
+    let f64_at = |x: &Tensor| -> f64 {
+        (x.matmul(&w64.t().unwrap()).unwrap() * &c64)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let x64 = x.as_tensor().to_dtype(DType::F64).unwrap();
+    let eps = 1e-3;
+    for (i, j) in [(0, 0), (1, inp / 2), (2, inp - 1), (0, 7)] {
+        let mut bump = vec![vec![0f64; inp]; 3];
+        bump[i][j] = eps;
+        let bump = Tensor::new(bump, &dev).unwrap();
+        let fd = (f64_at(&(&x64 + &bump).unwrap()) - f64_at(&(&x64 - &bump).unwrap())) / (2.0 * eps);
+        assert!(
+            (grad[i][j] as f64 - fd).abs() <= 1e-4 * fd.abs().max(1.0),
+            "d f / d x[{i},{j}]: op {} vs finite difference {fd}",
+            grad[i][j]
+        );
+    }
+}
+
+#[test]
+fn input_gradient_matches_finite_differences() {
+    let dev = Device::Cpu;
+    let w = Tensor::randn(0f32, 1.0, (48, 256), &dev).unwrap();
+    check_input_gradient(FrozenWeight::Dense(w.clone()), &w);
+    for dt in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+        let q = QTensor::quantize(&w, dt).unwrap();
+        let deq = q.dequantize(&dev).unwrap();
+        check_input_gradient(FrozenWeight::Quantized(Arc::new(q)), &deq);
+    }
+}
+
+#[test]
+fn frozen_weights_get_no_gradient() {
+    let dev = Device::Cpu;
+    let w = Tensor::randn(0f32, 1.0, (8, 32), &dev).unwrap();
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 32), &dev).unwrap()).unwrap();
+    let grads = frozen_linear(x.as_tensor(), &FrozenWeight::Dense(w.clone()))
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(
+        grads.get(&w).is_none(),
+        "the frozen weight must not be in the gradient store"
+    );
+    assert_eq!(
+        grads.get_ids().count(),
+        grads.get_ids().filter(|id| **id != w.id()).count()
+    );
+}
+
+fn tiny_llama() -> Decoder {
+    let dir = common::fixtures().join("tiny").join("llama");
+    let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
+    Decoder::load(
+        &cfg,
+        &mut WeightSource::safetensors_dir(&dir).unwrap(),
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap()
+}
+
+fn lora_grads(dec: &mut Decoder) -> Vec<Tensor> {
+    let adapter = lora::load(dec, &common::fixtures().join("lora").join("llama")).unwrap();
+    adapter.set_training(true);
+    let t = candle_core::safetensors::load(
+        common::fixtures()
+            .join("tiny")
+            .join("llama")
+            .join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ids = t["plain.input_ids"].to_dtype(DType::U32).unwrap();
+    let logits = dec.forward(&ids, None, None).unwrap();
+    let (b, len, v) = logits.dims3().unwrap();
+    let pred = logits
+        .i((.., ..len - 1, ..))
+        .unwrap()
+        .reshape((b * (len - 1), v))
+        .unwrap();
+    let target = ids.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
+    let grads = candle_nn::loss::cross_entropy(&pred, &target)
+        .unwrap()
+        .backward()
+        .unwrap();
+    adapter
+        .vars()
+        .iter()
+        .map(|v| grads.get(v.as_tensor()).unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn lora_gradients_through_a_quantized_base_equal_the_dequantized_dense_base() {
+    for dt in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+        let mut quantized = tiny_llama();
+        let mut dense = tiny_llama();
+        for (lq, ld) in quantized.linears_mut().into_iter().zip(dense.linears_mut()) {
+            if lq.name == "lm_head" {
+                continue;
+            }
+            let FrozenWeight::Dense(w) = &lq.weight else {
+                unreachable!()
+            };
+            let q = quantize_weight(w, dt)
+                .unwrap()
+                .expect("64 columns fit 32-element blocks");
+            ld.weight = FrozenWeight::Dense(q.dequantize(&Device::Cpu).unwrap());
+            lq.weight = FrozenWeight::Quantized(q);
+        }
+        let (gq, gd) = (lora_grads(&mut quantized), lora_grads(&mut dense));
+        for (a, b) in gq.iter().zip(&gd) {
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(
+                d <= 1e-5 * s.max(1e-6),
+                "{dt:?}: LoRA gradient differs by {d} (scale {s})"
+            );
+        }
+    }
+}
+
+#[test]
+fn quantize_on_load_picks_a_block_size_that_fits() {
+    let dev = Device::Cpu;
+    let q = quantize_weight(&Tensor::zeros((4, 512), DType::F32, &dev).unwrap(), GgmlDType::Q4K)
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.dtype(), GgmlDType::Q4K);
+    let q = quantize_weight(&Tensor::zeros((4, 96), DType::F32, &dev).unwrap(), GgmlDType::Q4K)
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.dtype(), GgmlDType::Q4_0);
+    assert!(
+        quantize_weight(&Tensor::zeros((4, 50), DType::F32, &dev).unwrap(), GgmlDType::Q4K)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn load_in_4bit_quantizes_the_projections_and_stays_close() {
+    let mut dec = tiny_llama();
+    let reference = tiny_llama();
+    assert_eq!(
+        dec.quantize_linears(GgmlDType::Q4K).unwrap(),
+        21,
+        "all projections but the head"
+    );
+    assert!(dec
+        .linears()
+        .iter()
+        .all(|l| matches!(l.weight, FrozenWeight::Quantized(_)) == (l.name != "lm_head")));
+    let t = candle_core::safetensors::load(
+        common::fixtures()
+            .join("tiny")
+            .join("llama")
+            .join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ids = t["plain.input_ids"].to_dtype(DType::U32).unwrap();
+    let (a, b) = (
+        dec.forward(&ids, None, None).unwrap(),
+        reference.forward(&ids, None, None).unwrap(),
+    );
+    // 4-bit weights (here Q4_0: 64 columns) move the logits a little, not a lot.
+    let d = (a - &b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let s = b.abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d > 0.0 && d < 0.1 * s, "mean |Δlogit| {d} vs mean |logit| {s}");
+}
