@@ -220,7 +220,6 @@ impl Adapter {
             "inference_mode": true,
             "init_lora_weights": true,
             "modules_to_save": null,
-            "library": "kit",
         });
         write_atomic(
             &dir.join("adapter_config.json"),

@@ -175,3 +175,58 @@ fn all_linear_targets_every_projection_but_the_head_and_counts_like_peft() {
         0.0
     );
 }
+
+/// A non-trivial adapter written by kit: seeded A (kit's init) and seeded non-zero B.
+fn kit_adapter(dir: &std::path::Path) -> lora::Adapter {
+    let mut dec = tiny("llama");
+    let cfg = lora::LoraConfig {
+        r: 4,
+        lora_alpha: 16.0,
+        target_modules: lora::TargetModules::List(vec!["q_proj".into(), "v_proj".into(), "down_proj".into()]),
+        init_seed: 11,
+        ..Default::default()
+    };
+    let mut adapter = lora::attach(&mut dec, &cfg).unwrap();
+    adapter.base_model_name_or_path = "tests/fixtures/tiny/llama".into();
+    for (k, (_, _, b)) in adapter.params.iter().enumerate() {
+        let (out, r) = b.dims2().unwrap();
+        let vals: Vec<f32> = (0..out * r)
+            .map(|i| (((i * 7919 + k * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
+            .collect();
+        b.set(&Tensor::from_vec(vals, (out, r), &Device::Cpu).unwrap()).unwrap();
+    }
+    adapter.save(dir).unwrap();
+    adapter
+}
+
+#[test]
+fn adapters_kit_writes_load_in_peft() {
+    // The committed adapter is exactly what kit writes (regenerate with KIT_WRITE_FIXTURES=1), and PEFT, loading it,
+    // computed the logits recorded next to it by tests/oracle/check_kit_adapter_in_peft.py.
+    let committed = common::fixtures().join("lora").join("kit_written");
+    let dir = if std::env::var("KIT_WRITE_FIXTURES").is_ok() {
+        committed.clone()
+    } else {
+        common::temp_dir("kit-adapter")
+    };
+    kit_adapter(&dir);
+    let ours = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    let theirs = candle_core::safetensors::load(committed.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    for (k, t) in &ours {
+        assert_eq!(rel_diff(t, &theirs[k]), 0.0, "{k}");
+    }
+    let peft = candle_core::safetensors::load(committed.join("peft_logits.safetensors"), &Device::Cpu).unwrap();
+    let mut dec = tiny("llama");
+    lora::load(&mut dec, &committed).unwrap();
+    let got = dec.forward(&input("llama"), None, None).unwrap();
+    let d = rel_diff(&got, &peft["logits"]);
+    assert!(d <= 1e-5, "PEFT's logits with kit's adapter differ by {d}");
+    assert!(
+        rel_diff(
+            &peft["logits"],
+            &tiny("llama").forward(&input("llama"), None, None).unwrap()
+        ) > 1e-3,
+        "the adapter changes the model"
+    );
+}
