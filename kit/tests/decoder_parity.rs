@@ -148,7 +148,7 @@ fn input_gradient_matches_torch_autograd() {
             panic!("{}: fixture lacks plain.loss / plain.embeds_grad", f.name)
         };
         let input = ids(&t["plain.input_ids"]);
-        let (b, len) = input.dims2().unwrap();
+
         let raw = f.decoder.embed_tokens.forward(&input, DType::F32).unwrap();
         let x = Var::from_tensor(&raw).unwrap();
         let h = f
@@ -156,14 +156,7 @@ fn input_gradient_matches_torch_autograd() {
             .forward_embeds(&f.decoder.scale_embeddings(x.as_tensor().clone()).unwrap(), None, None)
             .unwrap();
         let logits = f.decoder.logits(&h).unwrap();
-        let v = logits.dim(2).unwrap();
-        let pred = logits
-            .i((.., ..len - 1, ..))
-            .unwrap()
-            .reshape((b * (len - 1), v))
-            .unwrap();
-        let target = input.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
-        let loss = candle_nn::loss::cross_entropy(&pred, &target).unwrap();
+        let loss = common::next_token_loss(&logits, &input);
         let got_loss = loss.to_scalar::<f32>().unwrap();
         let want_loss = want_loss
             .to_dtype(DType::F32)
@@ -179,15 +172,8 @@ fn input_gradient_matches_torch_autograd() {
         );
         let grads = loss.backward().unwrap();
         let g = grads.get(x.as_tensor()).expect("gradient reaches the embeddings");
-        let scale = want_grad.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let d = (g - want_grad)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = common::max_abs(want_grad);
+        let d = common::max_abs(&(g - want_grad).unwrap());
         assert!(
             d <= 1e-4 * scale.max(1.0),
             "{}: embedding grad differs by {d} (scale {scale})",

@@ -2,52 +2,27 @@
 //! (≤ 1e-4 relative, f32) on every family's tiny model. Fixtures: `tests/oracle/make_lora_fixtures.py`.
 mod common;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 use kit::lora;
-use kit::model::{Decoder, ModelConfig, WeightSource};
+use kit::model::Decoder;
 
 fn tiny(name: &str) -> Decoder {
-    let dir = common::fixtures().join("tiny").join(name);
-    let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
-    Decoder::load(
-        &cfg,
-        &mut WeightSource::safetensors_dir(&dir).unwrap(),
-        &Device::Cpu,
-        DType::F32,
-    )
-    .unwrap()
+    common::tiny_decoder(name)
 }
 
 fn input(name: &str) -> Tensor {
-    let t = candle_core::safetensors::load(
-        common::fixtures().join("tiny").join(name).join("expected.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    t["plain.input_ids"].to_dtype(DType::U32).unwrap()
+    common::tiny_expected(name)["plain.input_ids"]
+        .to_dtype(DType::U32)
+        .unwrap()
 }
 
 /// Mean next-token cross-entropy and the logits.
 fn loss(dec: &Decoder, ids: &Tensor) -> (Tensor, Tensor) {
     let logits = dec.forward(ids, None, None).unwrap();
-    let (b, t, v) = logits.dims3().unwrap();
-    let pred = logits.i((.., ..t - 1, ..)).unwrap().reshape((b * (t - 1), v)).unwrap();
-    let target = ids.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
-    (candle_nn::loss::cross_entropy(&pred, &target).unwrap(), logits)
+    (common::next_token_loss(&logits, ids), logits)
 }
 
-fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    d / s.max(1e-12)
-}
+use common::rel_diff;
 
 #[test]
 fn peft_adapters_give_peft_logits_loss_and_gradients() {

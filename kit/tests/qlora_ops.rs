@@ -5,9 +5,9 @@ mod common;
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use kit::lora;
-use kit::model::{Decoder, FrozenWeight, ModelConfig, WeightSource};
+use kit::model::{Decoder, FrozenWeight};
 use kit::quant::{frozen_linear, quantize_weight};
 
 /// f(x) = Σ (x Wᵀ ⊙ C) for the op, and its gradient; compared with central differences of the same function
@@ -86,39 +86,20 @@ fn frozen_weights_get_no_gradient() {
 }
 
 fn tiny_llama() -> Decoder {
-    let dir = common::fixtures().join("tiny").join("llama");
-    let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
-    Decoder::load(
-        &cfg,
-        &mut WeightSource::safetensors_dir(&dir).unwrap(),
-        &Device::Cpu,
-        DType::F32,
-    )
-    .unwrap()
+    common::tiny_decoder("llama")
+}
+
+fn llama_ids() -> Tensor {
+    common::tiny_expected("llama")["plain.input_ids"]
+        .to_dtype(DType::U32)
+        .unwrap()
 }
 
 fn lora_grads(dec: &mut Decoder) -> Vec<Tensor> {
     let adapter = lora::load(dec, &common::fixtures().join("lora").join("llama")).unwrap();
     adapter.set_training(true);
-    let t = candle_core::safetensors::load(
-        common::fixtures()
-            .join("tiny")
-            .join("llama")
-            .join("expected.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let ids = t["plain.input_ids"].to_dtype(DType::U32).unwrap();
-    let logits = dec.forward(&ids, None, None).unwrap();
-    let (b, len, v) = logits.dims3().unwrap();
-    let pred = logits
-        .i((.., ..len - 1, ..))
-        .unwrap()
-        .reshape((b * (len - 1), v))
-        .unwrap();
-    let target = ids.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
-    let grads = candle_nn::loss::cross_entropy(&pred, &target)
-        .unwrap()
+    let ids = llama_ids();
+    let grads = common::next_token_loss(&dec.forward(&ids, None, None).unwrap(), &ids)
         .backward()
         .unwrap();
     adapter
@@ -148,19 +129,8 @@ fn lora_gradients_through_a_quantized_base_equal_the_dequantized_dense_base() {
         }
         let (gq, gd) = (lora_grads(&mut quantized), lora_grads(&mut dense));
         for (a, b) in gq.iter().zip(&gd) {
-            let d = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let s = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(
-                d <= 1e-5 * s.max(1e-6),
-                "{dt:?}: LoRA gradient differs by {d} (scale {s})"
-            );
+            let d = common::rel_diff(a, b);
+            assert!(d <= 1e-5, "{dt:?}: LoRA gradient differs by {d} (relative)");
         }
     }
 }
@@ -196,15 +166,7 @@ fn load_in_4bit_quantizes_the_projections_and_stays_close() {
         .linears()
         .iter()
         .all(|l| matches!(l.weight, FrozenWeight::Quantized(_)) == (l.name != "lm_head")));
-    let t = candle_core::safetensors::load(
-        common::fixtures()
-            .join("tiny")
-            .join("llama")
-            .join("expected.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap();
-    let ids = t["plain.input_ids"].to_dtype(DType::U32).unwrap();
+    let ids = llama_ids();
     let (a, b) = (
         dec.forward(&ids, None, None).unwrap(),
         reference.forward(&ids, None, None).unwrap(),

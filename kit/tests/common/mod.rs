@@ -25,3 +25,39 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+
+/// A tiny fixture model (`tests/fixtures/tiny/<name>`) on the CPU in f32.
+pub fn tiny_decoder(name: &str) -> kit::model::Decoder {
+    let dir = fixtures().join("tiny").join(name);
+    let cfg = kit::model::ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
+    let mut src = kit::model::WeightSource::safetensors_dir(&dir).unwrap();
+    kit::model::Decoder::load(&cfg, &mut src, &Device::Cpu, DType::F32).unwrap()
+}
+
+/// The transformers outputs recorded next to a tiny model.
+pub fn tiny_expected(name: &str) -> std::collections::HashMap<String, Tensor> {
+    candle_core::safetensors::load(
+        fixtures().join("tiny").join(name).join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// Mean next-token cross-entropy of `logits` (b, t, v) against `ids` (b, t).
+pub fn next_token_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
+    let (b, t, v) = logits.dims3().unwrap();
+    let pred = logits.i((.., ..t - 1, ..)).unwrap().reshape((b * (t - 1), v)).unwrap();
+    let target = ids.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
+    candle_nn::loss::cross_entropy(&pred, &target).unwrap()
+}
+
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// max |a − b| / max |b|.
+pub fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    max_abs(&(a - b).unwrap()) / max_abs(b).max(1e-12)
+}
