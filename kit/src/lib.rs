@@ -11,6 +11,7 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod autograd;
 pub mod data;
 pub mod device;
 pub mod error;

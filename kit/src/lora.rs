@@ -119,7 +119,8 @@ impl LoraLayer {
             (self.a.as_tensor().detach(), self.b.as_tensor().detach())
         };
         let (a, b) = (a.to_dtype(dtype)?, b.to_dtype(dtype)?);
-        Ok((x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)? * self.scale)?)
+        let xa = crate::quant::matmul_t(&x, &a)?;
+        Ok((crate::quant::matmul_t(&xa, &b)? * self.scale)?)
     }
 }
 

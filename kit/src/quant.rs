@@ -6,11 +6,10 @@
 //! path outside the graph (quantized matmul, or dense matmul), and a custom op re-attaches the result to `x` with a
 //! backward that dequantizes `W` on the fly (Dettmers et al. 2023, "QLoRA", §3: the frozen 4-bit base is
 //! dequantized to the compute dtype for the backward pass; no gradient is stored for it).
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use candle_core::backend::BackendStorage;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Storage, Tensor};
+use candle_core::{DType, Module, Tensor};
 
 use crate::model::FrozenWeight;
 use crate::{Error, Result};
@@ -25,7 +24,7 @@ const DEQUANT_ROWS: usize = 32;
 /// (candle's quantized kernels also quantize the activations to 8 bits).
 pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor> {
     match w {
-        FrozenWeight::Dense(w) => Ok(x.broadcast_matmul(&w.t()?)?),
+        FrozenWeight::Dense(w) => matmul_t(x, w),
         FrozenWeight::Quantized(q) => {
             let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
             let k_quant = matches!(
@@ -34,7 +33,7 @@ pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor
             );
             if exact || (!k_quant && rows > DEQUANT_ROWS) {
                 let w = q.dequantize(x.device())?.to_dtype(x.dtype())?;
-                return Ok(x.broadcast_matmul(&w.t()?)?);
+                return matmul_t(x, &w);
             }
             let dtype = x.dtype();
             let mm = QMatMul::from_arc(q.clone())?;
@@ -43,62 +42,34 @@ pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor
     }
 }
 
+/// x · Wᵀ for x of any rank (…, in): the leading dimensions are folded into one so that a single 2-D GEMM runs
+/// (candle's batched `broadcast_matmul` against a stride-0 expanded weight is several times slower).
+pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let inp = *dims.last().ok_or_else(|| Error::msg("matmul of a scalar"))?;
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
+    let mut out = dims;
+    *out.last_mut().unwrap() = w.dim(0)?;
+    Ok(y.reshape(out)?)
+}
+
+/// x · W for x of any rank (…, out) and W (out, in): the backward of [`matmul_t`].
+pub fn matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().ok_or_else(|| Error::msg("matmul of a scalar"))?;
+    let rows: usize = dims[..dims.len() - 1].iter().product();
+    let y = x.reshape((rows, k))?.matmul(w)?;
+    let mut out = dims;
+    *out.last_mut().unwrap() = w.dim(1)?;
+    Ok(y.reshape(out)?)
+}
+
 /// W as a dense tensor of `dtype` (dequantized on the fly for quantized weights; nothing is cached).
 pub fn dense_weight(w: &FrozenWeight, dtype: DType) -> Result<Tensor> {
     match w {
         FrozenWeight::Dense(w) => Ok(w.to_dtype(dtype)?),
         FrozenWeight::Quantized(q) => Ok(q.dequantize(&q.device())?.to_dtype(dtype)?),
-    }
-}
-
-/// The custom op: its forward hands over a result computed outside the graph, its backward is ∂L/∂y · W.
-struct FrozenLinearOp {
-    weight: FrozenWeight,
-    /// The precomputed output, taken (not kept) by the forward so it is stored once, as the op's result.
-    output: Mutex<Option<Tensor>>,
-}
-
-impl FrozenLinearOp {
-    fn take_output(&self) -> candle_core::Result<Tensor> {
-        self.output
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned lock".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-linear forward ran twice".into()))
-    }
-}
-
-impl CustomOp1 for FrozenLinearOp {
-    fn name(&self) -> &'static str {
-        "frozen-linear"
-    }
-
-    fn cpu_fwd(&self, _x: &CpuStorage, _layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = self.take_output()?.contiguous()?;
-        let (storage, layout) = y.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(s) => Ok((s.try_clone(layout)?, y.shape().clone())),
-            _ => candle_core::bail!("frozen-linear: output is not on the CPU"),
-        }
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        _x: &candle_core::CudaStorage,
-        _layout: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let y = self.take_output()?.contiguous()?;
-        let (storage, layout) = y.storage_and_layout();
-        match &*storage {
-            Storage::Cuda(s) => Ok((s.try_clone(layout)?, y.shape().clone())),
-            _ => candle_core::bail!("frozen-linear: output is not on the GPU"),
-        }
-    }
-
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad_y: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = dense_weight(&self.weight, grad_y.dtype()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(Some(grad_y.broadcast_matmul(&w)?))
     }
 }
 
@@ -110,14 +81,12 @@ pub fn frozen_linear(x: &Tensor, w: &FrozenWeight) -> Result<Tensor> {
 
 pub fn frozen_linear_with(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor> {
     let y = frozen_matmul(&x.detach(), w, exact || x.track_op())?;
-    if !x.track_op() {
-        return Ok(y);
-    }
-    let op = FrozenLinearOp {
-        weight: w.clone(),
-        output: Mutex::new(Some(y)),
-    };
-    Ok(x.apply_op1(op)?)
+    let weight = w.clone();
+    // ∂L/∂x = ∂L/∂y · W, with W dequantized for this product only.
+    crate::autograd::with_backward(x, y, "frozen-linear", move |_, _, g| {
+        let w = dense_weight(&weight, g.dtype()).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        matmul(g, &w).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    })
 }
 
 /// Quantize a dense weight (out, in) for `load_in_4bit`: Q4K when `in` is a multiple of 256 (K-quant blocks),

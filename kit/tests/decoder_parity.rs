@@ -13,30 +13,38 @@ struct Fixture {
     tensors: std::collections::HashMap<String, Tensor>,
 }
 
+/// Every tiny model in `tiny/` (configs as transformers 5 saves them, with `rope_parameters`) and `tiny_hub/`
+/// (the same families with configs in the style published on the hub: `rope_theta`, `rope_scaling`,
+/// `rope_local_base_freq`, Gemma 2 without `layer_types`, Qwen with an unused `sliding_window`).
 fn fixtures() -> Vec<Fixture> {
-    let root = common::fixtures().join("tiny");
-    let mut names: Vec<String> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("config.json").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert!(
-        names.len() >= 6,
-        "expected the tiny fixtures of every family, found {names:?}"
-    );
-    names
-        .into_iter()
-        .map(|name| {
+    let mut out = Vec::new();
+    for set in ["tiny", "tiny_hub"] {
+        let root = common::fixtures().join(set);
+        let mut names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("config.json").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(
+            names.len() >= 6,
+            "expected the tiny fixtures of every family in {set}, found {names:?}"
+        );
+        for name in names {
             let dir = root.join(&name);
             let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
             let mut src = WeightSource::safetensors_dir(&dir).unwrap();
             let decoder = Decoder::load(&cfg, &mut src, &Device::Cpu, DType::F32).unwrap();
             let tensors = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
-            Fixture { name, decoder, tensors }
-        })
-        .collect()
+            out.push(Fixture {
+                name: format!("{set}/{name}"),
+                decoder,
+                tensors,
+            });
+        }
+    }
+    out
 }
 
 fn ids(t: &Tensor) -> Tensor {

@@ -1,5 +1,5 @@
 //! Multi-head attention with grouped KV heads, optional q/k norm, soft-capping, and padding-aware masks.
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use super::linear::Linear;
 use super::norm::RmsNorm;
@@ -75,11 +75,7 @@ impl Attention {
             scores = ((scores / cap)?.tanh()? * cap)?;
         }
         let scores = scores.broadcast_add(mask)?;
-        let probs = if scores.track_op() {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
+        let probs = crate::autograd::softmax_last_dim(&scores)?;
         let out = probs.to_dtype(dtype)?.matmul(&v.contiguous()?)?;
         let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)

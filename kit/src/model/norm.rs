@@ -21,17 +21,21 @@ impl RmsNorm {
         Ok(RmsNorm { weight, eps })
     }
 
-    /// Normalises over the last dimension. Statistics are computed in f32 whatever the activation dtype,
-    /// as transformers does.
+    /// Normalises over the last dimension with candle's fused kernel; statistics in f32 whatever the activation
+    /// dtype, as transformers computes them. The backward is the closed form (the weight is frozen):
+    /// with r = 1/√(mean(x²) + ε), n = x·r and dn = ∂L/∂y ⊙ w, ∂L/∂x = r · (dn − n · mean(dn ⊙ n)).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = x.dtype();
-        if !x.track_op() && x.is_contiguous() {
-            let w = self.weight.to_dtype(dtype)?;
-            return Ok(candle_nn::ops::rms_norm(x, &w, self.eps as f32)?);
-        }
-        let xf = x.to_dtype(DType::F32)?;
-        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
-        let normed = xf.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
-        Ok(normed.broadcast_mul(&self.weight)?.to_dtype(dtype)?)
+        let xf = x.detach().to_dtype(DType::F32)?.contiguous()?;
+        let y = candle_nn::ops::rms_norm(&xf, &self.weight, self.eps as f32)?.to_dtype(dtype)?;
+        let (w, eps) = (self.weight.clone(), self.eps);
+        crate::autograd::with_backward(x, y, "rms-norm", move |x, _, g| {
+            let xf = x.to_dtype(DType::F32)?;
+            let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+            let n = xf.broadcast_mul(&r)?;
+            let dn = g.to_dtype(DType::F32)?.broadcast_mul(&w)?;
+            let proj = (&dn * &n)?.mean_keepdim(D::Minus1)?;
+            (dn - n.broadcast_mul(&proj)?)?.broadcast_mul(&r)?.to_dtype(x.dtype())
+        })
     }
 }

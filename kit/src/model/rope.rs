@@ -2,7 +2,7 @@
 //!
 //! Positions are per row, so left-padded batches rotate each sequence from its own first real token.
 //! The fused candle kernel has no backward; we use it only when no gradient flows through q/k.
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use super::config::RopeScaling;
 use crate::Result;
@@ -66,18 +66,13 @@ impl Rope {
 }
 
 /// Rotate `x` (batch, heads, seq, head_dim) by per-row angles. `cos`/`sin` are (batch, seq, head_dim/2) f32.
+/// Fused kernel forward; the rotation is orthogonal, so the backward rotates the gradient by the opposite angle.
 pub fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
-    let (cos, sin) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
-    if !x.track_op() {
-        return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?);
-    }
-    // Differentiable form: x * cos + rotate_half(x) * sin with cos/sin repeated over both halves.
-    let cos = Tensor::cat(&[&cos, &cos], D::Minus1)?.unsqueeze(1)?;
-    let sin = Tensor::cat(&[&sin, &sin], D::Minus1)?.unsqueeze(1)?;
-    let half = x.dim(D::Minus1)? / 2;
-    let x1 = x.narrow(D::Minus1, 0, half)?;
-    let x2 = x.narrow(D::Minus1, half, half)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    let (cos, sin) = (cos.to_dtype(dtype)?.contiguous()?, sin.to_dtype(dtype)?.contiguous()?);
+    let y = candle_nn::rotary_emb::rope(&x.detach().contiguous()?, &cos, &sin)?;
+    let neg_sin = sin.neg()?;
+    crate::autograd::with_backward(x, y, "rope", move |_, _, g| {
+        candle_nn::rotary_emb::rope(&g.contiguous()?, &cos, &neg_sin)
+    })
 }
