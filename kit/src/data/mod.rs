@@ -1,1 +1,7 @@
-//! Datasets: TRL formats, loading with file:line errors, validators and generators.
+//! Datasets: JSONL reading with file:line errors, dataset validators, and the `math_ja` generator.
+pub mod jsonl;
+pub mod math_ja;
+pub mod validate;
+
+pub use jsonl::read_jsonl;
+pub use validate::{check_dataset_dir, check_file, DatasetKind, FileReport, Issue};

@@ -1,0 +1,278 @@
+//! `math_ja`: seeded Japanese arithmetic word problems with integer answers, in five difficulty levels, including
+//! the lecture's 猫 family ("家には猫が2匹います。…"). Used by GRPO with a correctness-only reward and by
+//! self-consistency (majority vote).
+//!
+//! Each problem carries the arithmetic expression its answer comes from, so tests can check the answer with an
+//! independent evaluator.
+//!
+//! Answer extraction ([`extract_answer`]), in order:
+//! 1. the integer in the last `\boxed{…}`;
+//! 2. else the first integer after the last 「答え」 (or 「答」);
+//! 3. else the last integer in the text.
+//! Full-width digits and minus signs are normalised, thousands separators (`1,200`) are removed, and a leading
+//! minus sign belongs to the number. No integer → `None`.
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MathProblem {
+    pub prompt: String,
+    pub answer: i64,
+    /// 1 (one step, small numbers) … 5 (several steps).
+    pub difficulty: u8,
+    pub family: String,
+    /// The expression the answer is the value of, e.g. `2 + 3 - 1`.
+    pub expression: String,
+}
+
+fn p(prompt: String, expression: String, answer: i64, difficulty: u8, family: &str) -> MathProblem {
+    MathProblem {
+        prompt,
+        answer,
+        difficulty,
+        family: family.into(),
+        expression,
+    }
+}
+
+const FRUITS: [&str; 6] = ["りんご", "みかん", "なし", "もも", "かき", "バナナ"];
+const NAMES: [&str; 6] = ["太郎", "花子", "健太", "さくら", "翔", "美咲"];
+
+/// One problem of `difficulty` (1–5) drawn from `rng`.
+fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
+    let name = NAMES[rng.random_range(0..NAMES.len())];
+    let fruit = FRUITS[rng.random_range(0..FRUITS.len())];
+    match (difficulty, rng.random_range(0..2u8)) {
+        (1, 0) => {
+            let (a, b) = (rng.random_range(1..=9i64), rng.random_range(1..=9i64));
+            p(
+                format!("家には猫が{a}匹います。{b}匹の猫がやってきました。猫は全部で何匹になりましたか？"),
+                format!("{a} + {b}"),
+                a + b,
+                1,
+                "cats",
+            )
+        }
+        (1, _) => {
+            let (a, b) = (rng.random_range(5..=20i64), rng.random_range(1..=4i64));
+            p(
+                format!("{name}さんは{fruit}を{a}個持っています。{b}個食べました。残りは何個ですか？"),
+                format!("{a} - {b}"),
+                a - b,
+                1,
+                "remaining",
+            )
+        }
+        (2, 0) => {
+            let (a, b, c) = (
+                rng.random_range(2..=9i64),
+                rng.random_range(1..=9i64),
+                rng.random_range(1..=5i64),
+            );
+            let c = c.min(a + b - 1);
+            p(
+                format!("家には猫が{a}匹います。{b}匹の猫がやってきて、そのあと{c}匹がもらわれていきました。家にいる猫は何匹ですか？"),
+                format!("{a} + {b} - {c}"),
+                a + b - c,
+                2,
+                "cats",
+            )
+        }
+        (2, _) => {
+            let (q, k) = (rng.random_range(2..=9i64), rng.random_range(2..=6i64));
+            let t = q * k;
+            p(
+                format!("あめが{t}個あります。{k}人で同じ数ずつ分けると、1人何個になりますか？"),
+                format!("{t} / {k}"),
+                q,
+                2,
+                "sharing",
+            )
+        }
+        (3, 0) => {
+            let (a, k) = (rng.random_range(2..=5i64), rng.random_range(2..=4i64));
+            p(
+                format!("家には母猫が{a}匹います。それぞれの母猫が子猫を{k}匹ずつ産みました。家にいる猫は、母猫と子猫を合わせて何匹ですか？"),
+                format!("{a} + {a} * {k}"),
+                a + a * k,
+                3,
+                "cats",
+            )
+        }
+        (3, _) => {
+            let price = rng.random_range(1..=9i64) * 10 + 50;
+            let n = rng.random_range(2..=6i64);
+            let paid = ((price * n) / 1000 + 1) * 1000;
+            p(
+                format!("1個{price}円の{fruit}を{n}個買い、{paid}円払いました。おつりは何円ですか？"),
+                format!("{paid} - {price} * {n}"),
+                paid - price * n,
+                3,
+                "shopping",
+            )
+        }
+        (4, 0) => {
+            let (x, y, z) = (
+                rng.random_range(6..=15i64),
+                rng.random_range(24..=40i64),
+                rng.random_range(2..=10i64),
+            );
+            p(
+                format!("{name}さんは今{x}歳で、お父さんは{name}さんより{y}歳年上です。{z}年後、お父さんは何歳になりますか？"),
+                format!("{x} + {y} + {z}"),
+                x + y + z,
+                4,
+                "ages",
+            )
+        }
+        (4, _) => {
+            let (v1, h1, v2, h2) = (
+                rng.random_range(3..=9i64) * 10,
+                rng.random_range(1..=3i64),
+                rng.random_range(2..=6i64) * 10,
+                rng.random_range(1..=3i64),
+            );
+            p(
+                format!(
+                    "車で時速{v1}kmで{h1}時間走り、そのあと時速{v2}kmで{h2}時間走りました。全部で何km進みましたか？"
+                ),
+                format!("{v1} * {h1} + {v2} * {h2}"),
+                v1 * h1 + v2 * h2,
+                4,
+                "speed",
+            )
+        }
+        (_, 0) => {
+            let (a, b, k, c) = (
+                rng.random_range(2..=6i64),
+                rng.random_range(1..=5i64),
+                rng.random_range(2..=3i64),
+                rng.random_range(1..=4i64),
+            );
+            let total = (a + b) * (1 + k);
+            let c = c.min(total - 1);
+            p(
+                format!("家には猫が{a}匹いて、{b}匹の猫が新しく来ました。そのあと、すべての猫が子猫を{k}匹ずつ産みました。さらに{c}匹がもらわれていきました。いま家にいる猫は何匹ですか？"),
+                format!("(({a} + {b}) * (1 + {k})) - {c}"),
+                total - c,
+                5,
+                "cats",
+            )
+        }
+        (_, _) => {
+            let (p1, n1, p2, n2) = (
+                rng.random_range(1..=9i64) * 10 + 100,
+                rng.random_range(2..=5i64),
+                rng.random_range(1..=9i64) * 10 + 200,
+                rng.random_range(1..=3i64),
+            );
+            let discount = rng.random_range(1..=3i64) * 50;
+            let paid = ((p1 * n1 + p2 * n2 - discount) / 1000 + 1) * 1000;
+            p(
+                format!("1個{p1}円のパンを{n1}個と、1本{p2}円の牛乳を{n2}本買いました。合計から{discount}円引いてもらい、{paid}円払いました。おつりは何円ですか？"),
+                format!("{paid} - ({p1} * {n1} + {p2} * {n2} - {discount})"),
+                paid - (p1 * n1 + p2 * n2 - discount),
+                5,
+                "shopping",
+            )
+        }
+    }
+}
+
+/// `n` problems from `seed`, difficulties cycling 1, 2, 3, 4, 5.
+pub fn generate(seed: u64, n: usize) -> Vec<MathProblem> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut attempts = 0;
+    while out.len() < n && attempts < n * 50 {
+        attempts += 1;
+        let d = (out.len() % 5) as u8 + 1;
+        let prob = problem(&mut rng, d);
+        if seen.insert(prob.prompt.clone()) {
+            out.push(prob);
+        }
+    }
+    out
+}
+
+/// The model's final integer answer (rules in the module docs).
+pub fn extract_answer(text: &str) -> Option<i64> {
+    let norm: String = text
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32).unwrap(),
+            '－' | '−' => '-',
+            '，' => ',',
+            c => c,
+        })
+        .collect();
+    if let Some(pos) = norm.rfind("\\boxed{") {
+        let inner: String = norm[pos + 7..].chars().take_while(|&c| c != '}').collect();
+        if let Some(v) = integers(&inner).first() {
+            return Some(*v);
+        }
+    }
+    if let Some(pos) = norm.rfind("答え").or_else(|| norm.rfind('答')) {
+        if let Some(v) = integers(&norm[pos..]).first() {
+            return Some(*v);
+        }
+    }
+    integers(&norm).last().copied()
+}
+
+/// The integers in `s`, in order: a `-` right before the digits makes them negative, and a comma followed by exactly
+/// three digits is a thousands separator.
+fn integers(s: &str) -> Vec<i64> {
+    let c: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < c.len() {
+        if !c[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let negative = i > 0 && c[i - 1] == '-';
+        let mut digits = String::new();
+        while i < c.len() {
+            if c[i].is_ascii_digit() {
+                digits.push(c[i]);
+                i += 1;
+            } else if c[i] == ',' && c[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count() == 3 {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if let Ok(v) = digits.parse::<i64>() {
+            out.push(if negative { -v } else { v });
+        }
+    }
+    out
+}
+
+/// Write the snapshot: `train.jsonl` (80%), `dev.jsonl` (10%), `test.jsonl` (10%), by blocks of five consecutive
+/// problems (one of each difficulty): block b goes to dev when b % 10 == 8 and to test when b % 10 == 9. Each row is
+/// `{"prompt", "answer", "difficulty", "family", "expression"}`.
+pub fn write_splits(problems: &[MathProblem], dir: &std::path::Path) -> crate::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::file(dir, e))?;
+    let mut splits: [(String, &str); 3] = [
+        (String::new(), "train.jsonl"),
+        (String::new(), "dev.jsonl"),
+        (String::new(), "test.jsonl"),
+    ];
+    for (i, prob) in problems.iter().enumerate() {
+        let k = match (i / 5) % 10 {
+            8 => 1,
+            9 => 2,
+            _ => 0,
+        };
+        splits[k].0.push_str(&serde_json::to_string(prob)?);
+        splits[k].0.push('\n');
+    }
+    for (text, name) in &splits {
+        crate::lora::write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    Ok(())
+}
