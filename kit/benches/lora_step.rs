@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p kit --bench lora_step`.
 use std::time::Instant;
 
-use candle_core::{DType, IndexOp, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use kit::lora::{self, LoraConfig};
 use kit::prelude::*;
@@ -53,10 +53,7 @@ fn run(dense: bool) -> anyhow::Result<()> {
     for _ in 0..STEPS + 1 {
         let t0 = Instant::now();
         let logits = model.decoder.forward(&ids, None, None)?;
-        let v = logits.dim(2)?;
-        let pred = logits.i((.., ..SEQ - 1, ..))?.reshape((BATCH * (SEQ - 1), v))?;
-        let target = ids.i((.., 1..))?.contiguous()?.flatten_all()?;
-        let loss = candle_nn::loss::cross_entropy(&pred, &target)?;
+        let loss = kit::loss::causal_lm_loss(&logits, &ids, None)?;
         opt.backward_step(&loss)?;
         let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         times.push(t0.elapsed().as_secs_f64());

@@ -18,6 +18,7 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod lora;
+pub mod loss;
 pub mod model;
 pub mod quant;
 pub mod sampling;

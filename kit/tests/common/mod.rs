@@ -26,7 +26,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
     d
 }
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 /// A tiny fixture model (`tests/fixtures/tiny/<name>`) on the CPU in f32.
 pub fn tiny_decoder(name: &str) -> kit::model::Decoder {
@@ -45,12 +45,9 @@ pub fn tiny_expected(name: &str) -> std::collections::HashMap<String, Tensor> {
     .unwrap()
 }
 
-/// Mean next-token cross-entropy of `logits` (b, t, v) against `ids` (b, t).
+/// Mean next-token cross-entropy of `logits` (b, t, v) against `ids` (b, t), by kit's fused loss.
 pub fn next_token_loss(logits: &Tensor, ids: &Tensor) -> Tensor {
-    let (b, t, v) = logits.dims3().unwrap();
-    let pred = logits.i((.., ..t - 1, ..)).unwrap().reshape((b * (t - 1), v)).unwrap();
-    let target = ids.i((.., 1..)).unwrap().contiguous().unwrap().flatten_all().unwrap();
-    candle_nn::loss::cross_entropy(&pred, &target).unwrap()
+    kit::loss::causal_lm_loss(logits, ids, None).unwrap()
 }
 
 pub fn max_abs(t: &Tensor) -> f32 {
