@@ -95,7 +95,10 @@ fn check(alias: &str, fixture_name: &str) {
                     eos_token_ids: Some(vec![]),
                     ..GenerationConfig::greedy(u32s(&p["greedy_ids"]).len())
                 };
-                let g = m.generate_ids(&[ids.clone()], &cfg, &mut |_| {}).unwrap().remove(0);
+                let g = m
+                    .generate_ids(std::slice::from_ref(&ids), &cfg, &mut |_| {})
+                    .unwrap()
+                    .remove(0);
                 assert_eq!(g.token_ids, u32s(&p["greedy_ids"]), "{alias} greedy {:?}", p["text"]);
             }
         }

@@ -9,6 +9,7 @@
 //! 1. the integer in the last `\boxed{…}`;
 //! 2. else the first integer after the last 「答え」 (or 「答」);
 //! 3. else the last integer in the text.
+//!
 //! Full-width digits and minus signs are normalised, thousands separators (`1,200`) are removed, and a leading
 //! minus sign belongs to the number. No integer → `None`.
 use rand::rngs::StdRng;

@@ -340,7 +340,7 @@ impl ModelConfig {
 
     /// Consistency checks that would otherwise surface as shape errors deep inside a forward pass.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(Error::field(
                 path,
                 "head_dim",

@@ -238,14 +238,14 @@ impl Decoder {
         // Position ids: each row counts only its real tokens (pads get the position of the next real token,
         // which is harmless since nothing attends to them).
         let mut positions = Vec::with_capacity(b * t);
-        for r in 0..b {
-            for j in 0..t {
+        for (r, row) in new_mask.iter().enumerate() {
+            for &real in row {
                 positions.push(cache.next_position[r]);
-                if new_mask[r][j] {
+                if real {
                     cache.next_position[r] += 1;
                 }
             }
-            cache.key_mask[r].extend_from_slice(&new_mask[r]);
+            cache.key_mask[r].extend_from_slice(row);
         }
         let positions = Tensor::from_vec(positions, (b, t), &self.device)?;
 

@@ -7,6 +7,7 @@
 //!   its merge order); tokens made only of spaces are respelled with "▁".
 //! - `"llama"` otherwise: Llama-style SentencePiece BPE (Metaspace, prefix on the first word), merges from the
 //!   listed merges or from the scores.
+//!
 //! Control tokens become special added tokens; user-defined ones plain added tokens (kept whole in the text).
 use std::collections::HashMap;
 use std::path::Path;
