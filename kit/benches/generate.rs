@@ -29,23 +29,13 @@ fn main() -> anyhow::Result<()> {
                 ..GenerationConfig::greedy(new_tokens)
             };
             // Warm-up, then measure prefill alone (1 new token) and the full run.
-            model.generate_ids(
-                &ids,
-                &GenerationConfig {
-                    max_new_tokens: 1,
-                    ..cfg.clone()
-                },
-                &mut |_| {},
-            )?;
+            let prefill_only = GenerationConfig {
+                max_new_tokens: 1,
+                ..cfg.clone()
+            };
+            model.generate_ids(&ids, &prefill_only, &mut |_| {})?;
             let t0 = Instant::now();
-            model.generate_ids(
-                &ids,
-                &GenerationConfig {
-                    max_new_tokens: 1,
-                    ..cfg.clone()
-                },
-                &mut |_| {},
-            )?;
+            model.generate_ids(&ids, &prefill_only, &mut |_| {})?;
             let prefill = t0.elapsed().as_secs_f64();
             let t0 = Instant::now();
             let out = model.generate_ids(&ids, &cfg, &mut |_| {})?;

@@ -180,7 +180,7 @@ fn ordered_scores(tokens: &[String], score: impl Fn(usize) -> f64) -> Vec<(Strin
     out
 }
 
-fn bpe(
+pub(crate) fn bpe(
     vocab: HashMap<String, u32>,
     merges: Vec<(String, String)>,
     unk: Option<String>,

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tokenizers::models::bpe::BPE;
 use tokenizers::AddedToken;
 
 use super::gguf::{llama_pipeline, merges_from_vocab};
@@ -172,13 +171,7 @@ impl Tokenizer {
             .iter()
             .find(|p| p.kind == 2)
             .map_or_else(|| "<unk>".to_string(), |p| p.piece.clone());
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
-            .fuse_unk(true)
-            .byte_fallback(true)
-            .unk_token(unk)
-            .build()
-            .map_err(|e| Error::file(path, format!("cannot build the BPE model: {e}")))?;
+        let bpe = super::gguf::bpe(vocab, merges, Some(unk), true, path)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         llama_pipeline(&mut inner);
         // Control pieces are special added tokens, user-defined ones plain added tokens.
