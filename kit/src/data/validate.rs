@@ -1,6 +1,9 @@
 //! Dataset validation: schema, empty fields, lengths, Japanese ratio, chosen ≠ rejected, duplicates and
 //! near-duplicates across splits — the checks behind `kit data check` and the test over every shipped file.
 //!
+//! Japanese ratio: answers and references need at least 50% kana/kanji among their letters; prompts at least 20%
+//! (they may quote English or code); the rejected answer of an `english_mixed` pair is exempt.
+//!
 //! Near-duplicate rule: two rows' key texts (instruction / prompt / input / English sentence / passage) whose
 //! character 3-gram Jaccard similarity is at least 0.8. Generated `math_ja` problems share their templates by design
 //! (only the numbers differ), so for them only exact duplicates count.
@@ -113,7 +116,10 @@ impl std::fmt::Display for FileReport {
 }
 
 const MAX_CHARS: usize = 4000;
+/// Answers and references must be mostly Japanese.
 const MIN_JA_RATIO: f64 = 0.5;
+/// Prompts may quote English or code (a sentence to translate, a snippet to explain), but must be Japanese requests.
+const MIN_JA_RATIO_PROMPT: f64 = 0.2;
 const NEAR_DUP: f64 = 0.8;
 
 /// Share of Japanese characters (kana, kanji) among letters (alphabetic characters of any script).
@@ -157,13 +163,13 @@ impl RowCheck<'_> {
         });
     }
 
-    /// A required non-empty string field; checks length and, with `japanese`, the Japanese ratio.
-    fn text(&mut self, field: &str, japanese: bool) -> Option<String> {
+    /// A required non-empty string field; checks length and the share of Japanese letters (`min_ja`, 0 = none).
+    fn text(&mut self, field: &str, min_ja: f64) -> Option<String> {
         let v = self.row.get(field).cloned();
-        self.text_value(field, v.as_ref(), japanese)
+        self.text_value(field, v.as_ref(), min_ja)
     }
 
-    fn text_value(&mut self, field: &str, v: Option<&Value>, japanese: bool) -> Option<String> {
+    fn text_value(&mut self, field: &str, v: Option<&Value>, min_ja: f64) -> Option<String> {
         match v {
             None => {
                 self.issue(field, "missing");
@@ -174,7 +180,7 @@ impl RowCheck<'_> {
                     self.issue(field, "empty");
                 } else if s.chars().count() > MAX_CHARS {
                     self.issue(field, format!("longer than {MAX_CHARS} characters"));
-                } else if japanese && japanese_ratio(s) < MIN_JA_RATIO {
+                } else if min_ja > 0.0 && japanese_ratio(s) < min_ja {
                     self.issue(
                         field,
                         format!(
@@ -235,7 +241,12 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
                         format!("expected system, user or assistant, got {role:?}"),
                     );
                 }
-                let text = c.text_value(&format!("messages[{i}].content"), m.get("content"), true);
+                let min_ja = if role == "user" {
+                    MIN_JA_RATIO_PROMPT
+                } else {
+                    MIN_JA_RATIO
+                };
+                let text = c.text_value(&format!("messages[{i}].content"), m.get("content"), min_ja);
                 if role == "user" && key.is_none() {
                     key = text;
                 }
@@ -253,11 +264,18 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (key, cat(c, "task"))
         }
         DatasetKind::Preference => {
-            let prompt = c.text("prompt", true);
+            let prompt = c.text("prompt", MIN_JA_RATIO_PROMPT);
             let flaw = cat(c, "flaw");
-            let chosen = c.text("chosen", true);
+            let chosen = c.text("chosen", MIN_JA_RATIO);
             // A rejected answer with English mixed in is the point of that flaw type.
-            let rejected = c.text("rejected", flaw.as_deref() != Some("english_mixed"));
+            let rejected = c.text(
+                "rejected",
+                if flaw.as_deref() == Some("english_mixed") {
+                    0.0
+                } else {
+                    MIN_JA_RATIO
+                },
+            );
             if let (Some(a), Some(b)) = (&chosen, &rejected) {
                 if a.trim() == b.trim() {
                     c.issue("rejected", "identical to chosen");
@@ -271,7 +289,7 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (prompt, flaw)
         }
         DatasetKind::Math => {
-            let prompt = c.text("prompt", true);
+            let prompt = c.text("prompt", MIN_JA_RATIO);
             if !c.row.get("answer").is_some_and(|a| a.is_i64()) {
                 c.issue("answer", "expected an integer");
             }
@@ -282,18 +300,18 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (prompt, cat(c, "family"))
         }
         DatasetKind::Translation => {
-            let en = c.text("en", false);
+            let en = c.text("en", 0.0);
             if let Some(e) = &en {
                 if japanese_ratio(e) > 0.0 {
                     c.issue("en", "contains Japanese characters");
                 }
             }
-            c.text("ja", true);
+            c.text("ja", MIN_JA_RATIO);
             (en, None)
         }
         DatasetKind::KeywordSummary => {
-            let passage = c.text("passage", true);
-            let summary = c.text("summary", true);
+            let passage = c.text("passage", MIN_JA_RATIO);
+            let summary = c.text("summary", MIN_JA_RATIO);
             match c.row.get("keywords").and_then(|k| k.as_array()).cloned() {
                 Some(kws) if kws.len() == 3 => {
                     for (i, k) in kws.iter().enumerate() {
@@ -317,9 +335,9 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (passage, None)
         }
         DatasetKind::Tasks => {
-            let input = c.text("input", true);
-            c.text("output", true);
-            c.text("eval_aspect", true);
+            let input = c.text("input", MIN_JA_RATIO_PROMPT);
+            c.text("output", MIN_JA_RATIO);
+            c.text("eval_aspect", MIN_JA_RATIO);
             (input, None)
         }
     }
