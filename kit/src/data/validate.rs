@@ -180,7 +180,7 @@ impl RowCheck<'_> {
                     self.issue(field, "empty");
                 } else if s.chars().count() > MAX_CHARS {
                     self.issue(field, format!("longer than {MAX_CHARS} characters"));
-                } else if min_ja > 0.0 && japanese_ratio(s) < min_ja {
+                } else if min_ja > 0.0 && s.chars().any(char::is_alphabetic) && japanese_ratio(s) < min_ja {
                     self.issue(
                         field,
                         format!(
@@ -266,16 +266,17 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
         DatasetKind::Preference => {
             let prompt = c.text("prompt", MIN_JA_RATIO_PROMPT);
             let flaw = cat(c, "flaw");
-            let chosen = c.text("chosen", MIN_JA_RATIO);
-            // A rejected answer with English mixed in is the point of that flaw type.
-            let rejected = c.text(
-                "rejected",
-                if flaw.as_deref() == Some("english_mixed") {
-                    0.0
-                } else {
-                    MIN_JA_RATIO
-                },
-            );
+            // The flawed answer of an `english_mixed` pair has English in it by design; in the noisy variant a
+            // swapped row holds it in `chosen`.
+            let swapped = c.row.get("swapped").and_then(|s| s.as_bool()).unwrap_or(false);
+            let english = flaw.as_deref() == Some("english_mixed");
+            let (min_chosen, min_rejected) = match (english, swapped) {
+                (true, false) => (MIN_JA_RATIO, 0.0),
+                (true, true) => (0.0, MIN_JA_RATIO),
+                _ => (MIN_JA_RATIO, MIN_JA_RATIO),
+            };
+            let chosen = c.text("chosen", min_chosen);
+            let rejected = c.text("rejected", min_rejected);
             if let (Some(a), Some(b)) = (&chosen, &rejected) {
                 if a.trim() == b.trim() {
                     c.issue("rejected", "identical to chosen");
