@@ -119,6 +119,31 @@ fn the_validator_names_file_line_and_field() {
         "{got:?}"
     );
 
+    // A swapped row of the noisy variant carries the English-mixed answer in `chosen`: allowed there, not unswapped.
+    let p = write(
+        &d,
+        "noisy.jsonl",
+        &[
+            r#"{"prompt":"朝ごはんは大切ですか。","chosen":"Breakfast gives you energy for the morning.","rejected":"はい、朝の集中に役立ちます。","flaw":"english_mixed","swapped":true}"#,
+            r#"{"prompt":"12と15の和は？","chosen":"27","rejected":"二十八です。","flaw":"factual_error","swapped":false}"#,
+        ],
+    );
+    assert!(issues(&p).is_empty(), "{:?}", issues(&p));
+    let p = write(
+        &d,
+        "unswapped.jsonl",
+        &[
+            r#"{"prompt":"朝ごはんは大切ですか。","chosen":"Breakfast gives you energy for the morning.","rejected":"はい、朝の集中に役立ちます。","flaw":"english_mixed"}"#,
+        ],
+    );
+    assert!(
+        issues(&p)
+            .iter()
+            .any(|i| i.contains("\"chosen\"") && i.contains("expected Japanese")),
+        "{:?}",
+        issues(&p)
+    );
+
     let p = write(
         &d,
         "kw.jsonl",
