@@ -327,13 +327,12 @@ pub fn load(decoder: &mut Decoder, dir: &Path) -> Result<Adapter> {
             ));
         }
     }
-    let mut config: LoraConfig =
+    let config: LoraConfig =
         serde_json::from_value(v.clone()).map_err(|e| Error::file(&cfg_path, format!("not a LoRA config: {e}")))?;
-    // PEFT writes target_modules as a list or a string; "all-linear" is stored expanded in some versions.
+    // Without target_modules our default ("all-linear") would silently guess where the adapter goes.
     if v.get("target_modules").is_none() {
         return Err(Error::field(&cfg_path, "target_modules", "missing"));
     }
-    config.lora_dropout = v.get("lora_dropout").and_then(|d| d.as_f64()).unwrap_or(0.0) as f32;
     let weights = dir.join("adapter_model.safetensors");
     let tensors = candle_core::safetensors::load(&weights, &decoder.device).map_err(|e| Error::file(&weights, e))?;
     let mut adapter = attach(decoder, &config).map_err(|e| match e {
