@@ -22,6 +22,12 @@ impl FrozenWeight {
             FrozenWeight::Quantized(q) => q.shape().dims()[0],
         }
     }
+    pub fn device(&self) -> candle_core::Device {
+        match self {
+            FrozenWeight::Dense(w) => w.device().clone(),
+            FrozenWeight::Quantized(q) => q.device(),
+        }
+    }
     pub fn in_features(&self) -> usize {
         match self {
             FrozenWeight::Dense(w) => w.dims()[1],
