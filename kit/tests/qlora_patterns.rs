@@ -204,3 +204,82 @@ fn peft_options_kit_does_not_implement_are_refused_by_name() {
     let e = load_error(|c| c["target_modules"] = serde_json::json!("q_proj"));
     assert!(e.contains("`q_proj` matches no layer"), "{e}");
 }
+
+/// A kit-written adapter using every selection feature a string target allows: regex target, exclude list,
+/// rank_pattern, alpha_pattern, rsLoRA; seeded A (kit's init) and seeded non-zero B.
+fn kit_adapter_with_patterns(dir: &std::path::Path) -> (kit::model::Decoder, lora::Adapter) {
+    let mut dec = common::tiny_decoder("llama");
+    let cfg: lora::LoraConfig = serde_json::from_value(serde_json::json!({
+        "r": 4, "lora_alpha": 16, "use_rslora": true, "init_seed": 13,
+        "target_modules": r".*\.(0|2)\..*(q_proj|down_proj|gate_proj)",
+        "exclude_modules": ["layers.2.mlp.gate_proj"],
+        "rank_pattern": {"down_proj": 2},
+        "alpha_pattern": {"q_proj": 4},
+    }))
+    .unwrap();
+    let mut adapter = lora::attach(&mut dec, &cfg).unwrap();
+    adapter.base_model_name_or_path = "tests/fixtures/tiny/llama".into();
+    for (k, (_, _, b)) in adapter.params.iter().enumerate() {
+        let (out, r) = b.dims2().unwrap();
+        let vals: Vec<f32> = (0..out * r)
+            .map(|i| (((i * 7919 + k * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
+            .collect();
+        b.set(&Tensor::from_vec(vals, (out, r), &Device::Cpu).unwrap()).unwrap();
+    }
+    adapter.save(dir).unwrap();
+    (dec, adapter)
+}
+
+#[test]
+fn kit_written_patterns_load_in_peft() {
+    // The committed adapter is what kit writes (regenerate with KIT_WRITE_FIXTURES=1); PEFT loaded it and recorded
+    // its logits and per-module rank/scaling (tests/oracle/check_kit_adapter_in_peft.py DIR).
+    let committed = case_dir("kit_written_patterns");
+    let dir = if std::env::var("KIT_WRITE_FIXTURES").is_ok() {
+        committed.clone()
+    } else {
+        common::temp_dir("kit-adapter-patterns")
+    };
+    let (dec, adapter) = kit_adapter_with_patterns(&dir);
+    let (ours, theirs) = (
+        load_st(dir.join("adapter_model.safetensors")),
+        load_st(committed.join("adapter_model.safetensors")),
+    );
+    assert_eq!(ours.len(), theirs.len());
+    for (k, t) in &ours {
+        assert_eq!(rel_diff(t, &theirs[k]), 0.0, "{k}");
+    }
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(committed.join("peft_record.json")).unwrap()).unwrap();
+    let peft_modules = record["modules"].as_object().unwrap();
+    assert_eq!(
+        peft_modules.len(),
+        adapter.params.len(),
+        "PEFT adapted the same number of modules"
+    );
+    for l in dec.linears() {
+        match (&l.lora, peft_modules.get(&l.name)) {
+            (None, None) => {}
+            (Some(lora), Some(m)) => {
+                assert_eq!(lora.a.dims()[0] as u64, m["r"].as_u64().unwrap(), "{}: rank", l.name);
+                assert!(
+                    (lora.scale - m["scaling"].as_f64().unwrap()).abs() < 1e-12,
+                    "{}: scaling",
+                    l.name
+                );
+            }
+            (ours, theirs) => panic!(
+                "{}: kit adapter {} vs PEFT {}",
+                l.name,
+                ours.is_some(),
+                theirs.is_some()
+            ),
+        }
+    }
+    let peft = load_st(committed.join("peft_logits.safetensors"));
+    let ids = common::tiny_expected("llama")["plain.input_ids"]
+        .to_dtype(DType::U32)
+        .unwrap();
+    let d = rel_diff(&dec.forward(&ids, None, None).unwrap(), &peft["logits"]);
+    assert!(d <= 1e-5, "PEFT's logits with kit's adapter differ by {d}");
+}

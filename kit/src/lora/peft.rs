@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
-use super::{attach_to, Adapter, LoraConfig};
+use super::{attach_to, Adapter, LoraConfig, OneOrMany, Patterns, TargetModules};
 use crate::model::{Decoder, Linear};
 use crate::{Error, Result};
 
@@ -83,6 +83,30 @@ fn check_supported(path: &Path, v: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// What `save` writes to adapter_config.json (PEFT fills every other field with its default).
+#[derive(serde::Serialize)]
+struct PeftConfigFile<'a> {
+    peft_type: &'a str,
+    task_type: &'a str,
+    base_model_name_or_path: &'a str,
+    r: usize,
+    lora_alpha: f64,
+    lora_dropout: f32,
+    target_modules: &'a TargetModules,
+    exclude_modules: &'a Option<TargetModules>,
+    layers_to_transform: &'a Option<OneOrMany<usize>>,
+    layers_pattern: &'a Option<OneOrMany<String>>,
+    rank_pattern: &'a Patterns<usize>,
+    alpha_pattern: &'a Patterns<f64>,
+    use_rslora: bool,
+    bias: &'a str,
+    fan_in_fan_out: bool,
+    use_dora: bool,
+    inference_mode: bool,
+    init_lora_weights: bool,
+    modules_to_save: Option<Vec<String>>,
+}
+
 impl Adapter {
     /// Write PEFT's `adapter_config.json` and `adapter_model.safetensors` into `dir`, each atomically.
     pub fn save(&self, dir: &Path) -> Result<()> {
@@ -99,27 +123,28 @@ impl Adapter {
         candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::file(&tmp, e))?;
         std::fs::rename(&tmp, &weights).map_err(|e| Error::file(&weights, e))?;
         let c = &self.config;
-        let cfg = serde_json::json!({
-            "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": self.base_model_name_or_path,
-            "r": c.r,
-            "lora_alpha": c.lora_alpha,
-            "lora_dropout": c.lora_dropout,
-            "target_modules": c.target_modules,
-            "exclude_modules": c.exclude_modules,
-            "layers_to_transform": c.layers_to_transform,
-            "layers_pattern": c.layers_pattern,
-            "rank_pattern": c.rank_pattern,
-            "alpha_pattern": c.alpha_pattern,
-            "use_rslora": c.use_rslora,
-            "bias": "none",
-            "fan_in_fan_out": false,
-            "use_dora": false,
-            "inference_mode": true,
-            "init_lora_weights": true,
-            "modules_to_save": null,
-        });
+        // A struct, not `json!`: a `serde_json::Value` map would sort the pattern keys, and their order matters.
+        let cfg = PeftConfigFile {
+            peft_type: "LORA",
+            task_type: "CAUSAL_LM",
+            base_model_name_or_path: &self.base_model_name_or_path,
+            r: c.r,
+            lora_alpha: c.lora_alpha,
+            lora_dropout: c.lora_dropout,
+            target_modules: &c.target_modules,
+            exclude_modules: &c.exclude_modules,
+            layers_to_transform: &c.layers_to_transform,
+            layers_pattern: &c.layers_pattern,
+            rank_pattern: &c.rank_pattern,
+            alpha_pattern: &c.alpha_pattern,
+            use_rslora: c.use_rslora,
+            bias: "none",
+            fan_in_fan_out: false,
+            use_dora: false,
+            inference_mode: true,
+            init_lora_weights: true,
+            modules_to_save: None,
+        };
         write_atomic(
             &dir.join("adapter_config.json"),
             serde_json::to_string_pretty(&cfg)?.as_bytes(),
