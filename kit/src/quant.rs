@@ -14,10 +14,21 @@ use candle_core::{DType, Module, Tensor};
 use crate::model::FrozenWeight;
 use crate::{Error, Result};
 
-/// Row count above which dequantizing W and using the dense matmul beats candle's quantized CPU matmul for the
-/// non-K quant types (measured on 2 cores, 576×576 … 1536×576: Q8_0/Q4_0 at 64 rows 1.5–2.4× faster, at 1024 rows
-/// 5–6× faster; Q4K's quantized kernel stays as fast as the dense path, so K-quants keep it).
-const DEQUANT_ROWS: usize = 32;
+/// Row count above which dequantizing W and running the dense GEMM beats candle's quantized CPU kernel, per type
+/// (`None`: the kernel always wins). Measured with `cargo bench -p kit --bench qmatmul` on 2 cores, shapes 576×576,
+/// 1536×576 and 640×2048 (median ms; kernel vs dequantize + GEMM):
+/// - Q4K / Q6K (SIMD kernels): the kernel is as fast or faster at every row count (640×2048 at 1024 rows: Q4K
+///   23.8 vs 27.0, at 256 rows 7.1 vs 13.5).
+/// - Q4_0 / Q8_0 (SIMD kernels): the kernel wins up to ~8 rows, it is even at ~32 and 2–6× slower from 64 rows on
+///   (1536×576 Q8_0: 64 rows 6.8 vs 2.6, 1024 rows 90 vs 22).
+/// - Q4_1 / Q5_0 / Q5_1 (scalar kernels): even at 1 row, 2–3× slower at 8 rows, ~30× slower at 1024 rows.
+fn dequantize_above(dtype: GgmlDType) -> Option<usize> {
+    match dtype {
+        GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8K => None,
+        GgmlDType::Q4_0 | GgmlDType::Q8_0 => Some(32),
+        _ => Some(4),
+    }
+}
 
 /// y = x · Wᵀ for a frozen W, without building a graph. With `exact`, quantized weights are dequantized and
 /// multiplied densely — the arithmetic QLoRA prescribes for training; otherwise the fastest path is taken
@@ -27,11 +38,9 @@ pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor
         FrozenWeight::Dense(w) => matmul_t(x, w),
         FrozenWeight::Quantized(q) => {
             let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
-            let k_quant = matches!(
-                q.dtype(),
-                GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K
-            );
-            if exact || (!k_quant && rows > DEQUANT_ROWS) {
+            // Thresholds measured on the CPU; on a GPU they are a guess (dequantize + cuBLAS is also exact there).
+            let dequantize = dequantize_above(q.dtype()).is_some_and(|n| rows > n);
+            if exact || dequantize {
                 let w = q.dequantize(x.device())?.to_dtype(x.dtype())?;
                 return matmul_t(x, &w);
             }

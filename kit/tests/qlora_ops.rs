@@ -183,3 +183,52 @@ fn load_in_4bit_quantizes_the_projections_and_stays_close() {
     let s = b.abs().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap();
     assert!(d > 0.0 && d < 0.1 * s, "mean |Δlogit| {d} vs mean |logit| {s}");
 }
+
+/// Two stacked 256-wide layers (K-quant blocks fit), LoRA on both with non-zero B: the first layer's LoRA gradients
+/// pass through the second layer's frozen-op backward. Quantized base = its dequantized dense copy, tightly.
+#[test]
+fn k_quant_base_gives_the_lora_gradients_of_its_dequantized_dense_copy() {
+    let dev = Device::Cpu;
+    let w1 = Tensor::randn(0f32, 0.05, (256, 256), &dev).unwrap();
+    let w2 = Tensor::randn(0f32, 0.05, (48, 256), &dev).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 256), &dev).unwrap();
+    let c = Tensor::randn(0f32, 1.0, (2, 3, 48), &dev).unwrap();
+    let grads_with = |quantized: bool, dt: GgmlDType| -> Vec<Tensor> {
+        let weight = |w: &Tensor| {
+            let q = Arc::new(QTensor::quantize(w, dt).unwrap());
+            if quantized {
+                FrozenWeight::Quantized(q)
+            } else {
+                FrozenWeight::Dense(q.dequantize(&dev).unwrap())
+            }
+        };
+        let mut l1 = kit::model::Linear::new(weight(&w1), None, "model.layers.0.mlp.up_proj");
+        let mut l2 = kit::model::Linear::new(weight(&w2), None, "model.layers.0.mlp.down_proj");
+        let cfg = lora::LoraConfig {
+            r: 4,
+            init_seed: 3,
+            ..Default::default()
+        };
+        let adapter = lora::attach_to([&mut l1, &mut l2], &cfg).unwrap();
+        for (k, (_, _, b)) in adapter.params.iter().enumerate() {
+            b.set(&(Tensor::ones(b.shape(), DType::F32, &dev).unwrap() * (0.01 * (k + 1) as f64)).unwrap())
+                .unwrap();
+        }
+        adapter.set_training(true);
+        let y = l2.forward(&l1.forward(&x).unwrap().silu().unwrap()).unwrap();
+        let grads = (y * &c).unwrap().sum_all().unwrap().backward().unwrap();
+        adapter
+            .vars()
+            .iter()
+            .map(|v| grads.get(v.as_tensor()).unwrap().clone())
+            .collect()
+    };
+    for dt in [GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q8_0] {
+        let (gq, gd) = (grads_with(true, dt), grads_with(false, dt));
+        assert_eq!(gq.len(), 4);
+        for (a, b) in gq.iter().zip(&gd) {
+            let d = common::rel_diff(a, b);
+            assert!(d <= 1e-5, "{dt:?}: LoRA gradient differs by {d} (relative)");
+        }
+    }
+}

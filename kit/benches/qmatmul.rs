@@ -1,0 +1,70 @@
+//! Frozen-base matmul on the CPU: candle's quantized kernel vs dequantize-then-GEMM, by row count, for the quant types
+//! kit meets (GGUF Q4_K_M layers, SmolLM2's Q4_1, Q8_0 re-encodings, `load_in_4bit`'s Q4K/Q4_0), plus the backward
+//! product ∂L/∂x = g · deq(W). This is the measurement behind `quant::dequantize_above`.
+//! Run: `cargo bench -p kit --bench qmatmul`.
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use kit::model::FrozenWeight;
+use kit::quant::{dense_weight, matmul, matmul_t};
+
+/// Median wall time of `f` in milliseconds.
+fn time_ms(mut f: impl FnMut() -> candle_core::Result<Tensor>) -> f64 {
+    f().unwrap(); // warm-up
+    let mut t: Vec<f64> = (0..7)
+        .map(|_| {
+            let s = Instant::now();
+            f().unwrap();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t[t.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    // SmolLM2-135M's q/o (576×576) and gate/up (1536×576); Gemma 3 270M's down_proj (640×2048), the one shape of
+    // these whose input fits K-quant blocks (256).
+    for (out, inp) in [(576, 576), (1536, 576), (640, 2048)] {
+        let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
+        println!("\nW {out}×{inp} (ms, median of 7)");
+        println!("| type | rows | quantized kernel | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |");
+        println!("|---|---|---|---|---|---|");
+        for dt in [
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q8_0,
+        ] {
+            if inp % dt.block_size() != 0 {
+                continue;
+            }
+            let q = Arc::new(QTensor::quantize(&w, dt)?);
+            let mm = QMatMul::from_arc(q.clone())?;
+            let frozen = FrozenWeight::Quantized(q.clone());
+            let dense = q.dequantize(&dev)?;
+            for rows in [1, 8, 32, 64, 256, 1024] {
+                let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev)?;
+                let g = Tensor::randn(0f32, 1.0, (rows, out), &dev)?;
+                let kernel = time_ms(|| mm.forward(&x));
+                let deq = time_ms(|| matmul_t(&x, &q.dequantize(&dev)?).map_err(candle_core::Error::wrap));
+                let gemm = time_ms(|| x.matmul(&dense.t()?));
+                let bwd = time_ms(|| {
+                    matmul(
+                        &g,
+                        &dense_weight(&frozen, candle_core::DType::F32).map_err(candle_core::Error::wrap)?,
+                    )
+                    .map_err(candle_core::Error::wrap)
+                });
+                println!("| {dt:?} | {rows} | {kernel:.3} | {deq:.3} | {gemm:.3} | {bwd:.3} |");
+            }
+        }
+    }
+    Ok(())
+}
