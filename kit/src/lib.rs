@@ -30,6 +30,7 @@ pub use error::{Error, Result};
 pub mod prelude {
     pub use crate::device::{pick_device, DeviceChoice};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
+    pub use crate::lora::{Adapter, LoraConfig, TargetModules};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
     pub use crate::sampling::SamplingParams;
     pub use crate::tokenizer::{Message, Tokenizer};
