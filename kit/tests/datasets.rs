@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use kit::cli::data::{check, gen_math, run, DataCommand};
 use kit::data::math_ja::{extract_answer, generate, write_splits, DifficultyMix, MathProblem};
+use kit::data::text::{japanese_ratio, sentence_count, similarity};
 use kit::data::{check_dataset_dir, check_file, DatasetKind};
 
 fn datasets_root() -> PathBuf {
@@ -214,6 +215,13 @@ fn splits_must_not_share_rows_or_near_copies() {
             .any(|i| i.contains("test.jsonl:2") && i.contains("duplicate of") && i.contains("dev.jsonl:2")),
         "{all:?}"
     );
+    // The measures themselves, on cases worked out by hand.
+    assert_eq!(japanese_ratio("猫はcat"), 2.0 / 5.0);
+    assert_eq!(japanese_ratio("ーカナ漢字 123!"), 1.0);
+    assert_eq!(japanese_ratio("123"), 0.0);
+    assert_eq!(sentence_count("はい。いいえ！\n・りんご\n・みかん？"), 4);
+    // "あいうえ" has 3-grams {あいう, いうえ}; "あいうお" {あいう, いうお}: 1 shared of 3.
+    assert_eq!(similarity("あいうえ", "あい うお"), 1.0 / 3.0);
     assert_eq!(
         DatasetKind::detect(&serde_json::json!({"en": "a", "ja": "あ"})),
         Some(DatasetKind::Translation)
@@ -427,12 +435,12 @@ fn kit_data_check_prints_statistics_and_fails_on_problems() {
         ],
     );
     let mut out = Vec::new();
-    let s = check(&[bad.clone()], None, &mut out).unwrap();
+    let s = check(std::slice::from_ref(&bad), None, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert_eq!((s.files, s.rows, s.problems), (1, 2, 1), "{text}");
     assert!(text.contains("bad.jsonl:1: field \"ja\": empty"), "{text}");
     // Forcing the wrong kind reports the missing fields.
-    let s = check(&[bad.clone()], Some(DatasetKind::Tasks), &mut Vec::new()).unwrap();
+    let s = check(std::slice::from_ref(&bad), Some(DatasetKind::Tasks), &mut Vec::new()).unwrap();
     assert_eq!(s.problems, 6);
 
     let err = run(
