@@ -4,7 +4,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use kit::data::math_ja::{extract_answer, generate, write_splits};
+use kit::cli::data::{check, gen_math, run, DataCommand};
+use kit::data::math_ja::{extract_answer, generate, write_splits, DifficultyMix, MathProblem};
+use kit::data::text::{japanese_ratio, sentence_count, similarity};
 use kit::data::{check_dataset_dir, check_file, DatasetKind};
 
 fn datasets_root() -> PathBuf {
@@ -213,6 +215,13 @@ fn splits_must_not_share_rows_or_near_copies() {
             .any(|i| i.contains("test.jsonl:2") && i.contains("duplicate of") && i.contains("dev.jsonl:2")),
         "{all:?}"
     );
+    // The measures themselves, on cases worked out by hand.
+    assert_eq!(japanese_ratio("猫はcat"), 2.0 / 5.0);
+    assert_eq!(japanese_ratio("ーカナ漢字 123!"), 1.0);
+    assert_eq!(japanese_ratio("123"), 0.0);
+    assert_eq!(sentence_count("はい。いいえ！\n・りんご\n・みかん？"), 4);
+    // "あいうえ" has 3-grams {あいう, いうえ}; "あいうお" {あいう, いうお}: 1 shared of 3.
+    assert_eq!(similarity("あいうえ", "あい うお"), 1.0 / 3.0);
     assert_eq!(
         DatasetKind::detect(&serde_json::json!({"en": "a", "ja": "あ"})),
         Some(DatasetKind::Translation)
@@ -262,13 +271,50 @@ fn eval(expr: &str) -> i64 {
     v
 }
 
+/// Reads a 猫 story clause by clause, as a person would, and counts the cats: an independent check of the `cats`
+/// family that uses neither the generator's arithmetic nor its expression.
+fn count_cats(story: &str) -> i64 {
+    let (mut cats, mut mothers) = (0i64, 0i64);
+    for clause in story.split(['。', '、']) {
+        let Some(n) = clause
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|s| !s.is_empty())
+            .map(|s| s.parse::<i64>().unwrap())
+        else {
+            continue;
+        };
+        if clause.contains("家には母猫が") {
+            (cats, mothers) = (n, n);
+        } else if clause.contains("家には猫が") {
+            cats = n;
+        } else if clause.contains("匹の母猫が新しく来") {
+            cats += n;
+            mothers += n;
+        } else if clause.contains("匹ずつ産み") {
+            cats += mothers * n;
+        } else if clause.contains("やってき") || clause.contains("生まれ") {
+            cats += n;
+        } else if clause.contains("もらわれていき") || clause.contains("出ていき") {
+            cats -= n;
+        } else {
+            panic!("unknown clause {clause:?} in {story:?}");
+        }
+    }
+    cats
+}
+
+fn snapshot() -> Vec<MathProblem> {
+    generate(42, 500, DifficultyMix::default()).unwrap()
+}
+
 #[test]
 fn math_ja_answers_are_right() {
-    let problems = generate(42, 500);
+    let problems = snapshot();
     assert_eq!(problems.len(), 500);
+    let mut cats = 0;
     for p in &problems {
         assert_eq!(eval(&p.expression), p.answer, "{p:?}");
-        assert!(p.answer >= 0, "{p:?}");
+        assert!(p.answer > 0, "{p:?}");
         // Every number of the expression appears in the text (the expression describes this problem).
         for n in p
             .expression
@@ -277,29 +323,74 @@ fn math_ja_answers_are_right() {
         {
             assert!(p.prompt.contains(n), "{n} not in {:?}", p.prompt);
         }
+        if p.family == "cats" {
+            assert_eq!(count_cats(&p.prompt), p.answer, "{p:?}");
+            cats += 1;
+        }
     }
+    assert!(cats >= 100, "the 猫 family is the lecture's: {cats} of 500");
     for d in 1..=5 {
         assert_eq!(problems.iter().filter(|p| p.difficulty == d).count(), 100);
     }
-    // Hand-checked: the first three problems of seed 42 (the lecture's 猫 family).
+    // Worked out by hand: the first five problems of seed 42, and the lecture's own problem.
+    let hand = [
+        (0, "家には猫が10匹います。2匹が散歩に出ていきました。家に残っている猫は何匹ですか？", 8),
+        (1, "シールが42枚あります。6人で同じ数ずつ分けると、1人何枚になりますか？", 7),
+        (2, "家には母猫が6匹います。それぞれの母猫が子猫を4匹ずつ産みました。家にいる猫は、母猫と子猫を合わせて何匹ですか？", 30),
+        (3, "美咲さんは今11歳で、お父さんは美咲さんより27歳年上です。2年後、お父さんは何歳になりますか？", 40),
+        (4, "家には母猫が5匹いて、5匹の母猫が新しく来ました。そのあと、どの母猫も子猫を2匹ずつ産みました。さらに3匹がもらわれていきました。いま家にいる猫は何匹ですか？", 27),
+        (20, "家には猫が2匹います。3匹の猫がやってきました。猫は全部で何匹になりましたか？", 5),
+    ];
+    for (i, prompt, answer) in hand {
+        assert_eq!((problems[i].prompt.as_str(), problems[i].answer), (prompt, answer));
+    }
+    // The story reader itself, on hand-written stories.
     assert_eq!(
-        problems[0].prompt,
-        "家には猫が8匹います。9匹の猫がやってきました。猫は全部で何匹になりましたか？"
+        count_cats("家には猫が2匹います。3匹の猫がやってきて、そのあと1匹がもらわれていきました。"),
+        4
     );
-    assert_eq!(problems[0].answer, 17);
     assert_eq!(
-        problems[1].prompt,
-        "家には猫が5匹います。7匹の猫がやってきて、そのあと5匹がもらわれていきました。家にいる猫は何匹ですか？"
+        count_cats("家には母猫が2匹います。それぞれの母猫が子猫を3匹ずつ産みました。"),
+        8
     );
-    assert_eq!(problems[1].answer, 7);
-    assert_eq!(problems[2].prompt, "家には母猫が5匹います。それぞれの母猫が子猫を3匹ずつ産みました。家にいる猫は、母猫と子猫を合わせて何匹ですか？");
-    assert_eq!(problems[2].answer, 20);
+}
+
+#[test]
+fn difficulty_mix_sets_the_levels() {
+    let mix = DifficultyMix::parse("3, 1, 0, 0, 1").unwrap();
+    assert_eq!(mix.schedule(10), [1, 2, 1, 5, 1, 1, 2, 1, 5, 1]);
+    let problems = generate(7, 50, mix).unwrap();
+    let count = |d| problems.iter().filter(|p| p.difficulty == d).count();
+    assert_eq!([count(1), count(2), count(3), count(4), count(5)], [30, 10, 0, 0, 10]);
+    assert!(generate(7, 20, DifficultyMix::only(4).unwrap())
+        .unwrap()
+        .iter()
+        .all(|p| p.difficulty == 4));
+    // Same seed, same problems; another seed, other problems.
+    assert_eq!(generate(7, 50, mix).unwrap(), problems);
+    assert_ne!(generate(8, 50, mix).unwrap(), problems);
+    for bad in ["1,1,1,1", "0,0,0,0,0", "a,1,1,1,1"] {
+        assert!(DifficultyMix::parse(bad).is_err(), "{bad}");
+    }
+    assert!(DifficultyMix::only(6).is_err());
+    // Difficulty 2 has a few hundred distinct problems: asking for more is an error, not a silent short list.
+    let err = generate(1, 2000, DifficultyMix::only(2).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("distinct problems"), "{err}");
 }
 
 #[test]
 fn the_committed_math_ja_snapshot_is_what_the_generator_writes() {
     let out = common::temp_dir("math-snapshot");
-    write_splits(&generate(42, 500), &out).unwrap();
+    // The same library call as `kit data gen-math --seed 42 --n 500 --out datasets/math_ja`.
+    let cmd = DataCommand::GenMath {
+        seed: 42,
+        n: 500,
+        out: out.clone(),
+        mix: "1,1,1,1,1".into(),
+    };
+    run(cmd, &mut Vec::new()).unwrap();
     for split in ["train.jsonl", "dev.jsonl", "test.jsonl"] {
         let ours = std::fs::read_to_string(out.join(split)).unwrap();
         let committed = std::fs::read_to_string(datasets_root().join("math_ja").join(split)).unwrap();
@@ -308,6 +399,79 @@ fn the_committed_math_ja_snapshot_is_what_the_generator_writes() {
             "datasets/math_ja/{split} differs from `kit data gen-math --seed 42 --n 500`"
         );
     }
+    let again = common::temp_dir("math-snapshot-lib");
+    write_splits(&snapshot(), &again).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(again.join("dev.jsonl")).unwrap(),
+        std::fs::read_to_string(out.join("dev.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn kit_data_check_prints_statistics_and_fails_on_problems() {
+    let d = common::temp_dir("data-cli");
+    gen_math(3, 50, DifficultyMix::default(), &d.join("math")).unwrap();
+    let err = gen_math(3, 40, DifficultyMix::default(), &d.join("small")).unwrap_err();
+    assert!(err.to_string().contains("at least 50"), "{err}");
+    std::fs::write(d.join("empty.jsonl"), "\n").unwrap();
+    let s = check(&[d.join("empty.jsonl")], None, &mut Vec::new()).unwrap();
+    assert_eq!((s.rows, s.problems), (0, 1));
+    let mut out = Vec::new();
+    let s = check(&[d.join("math")], None, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!((s.files, s.rows, s.problems), (3, 50, 0), "{text}");
+    assert!(
+        text.contains("train.jsonl: 40 rows (Math)") && text.contains("cats"),
+        "{text}"
+    );
+    assert!(text.ends_with("ok: 3 file(s), 50 row(s), 0 problem(s)\n"), "{text}");
+
+    let bad = write(
+        &d,
+        "bad.jsonl",
+        &[
+            r#"{"en":"Good morning.","ja":""}"#,
+            r#"{"en":"Thank you.","ja":"ありがとう。"}"#,
+        ],
+    );
+    let mut out = Vec::new();
+    let s = check(std::slice::from_ref(&bad), None, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!((s.files, s.rows, s.problems), (1, 2, 1), "{text}");
+    assert!(text.contains("bad.jsonl:1: field \"ja\": empty"), "{text}");
+    // Forcing the wrong kind reports the missing fields.
+    let s = check(std::slice::from_ref(&bad), Some(DatasetKind::Tasks), &mut Vec::new()).unwrap();
+    assert_eq!(s.problems, 6);
+
+    let err = run(
+        DataCommand::Check {
+            paths: vec![bad.clone()],
+            kind: None,
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("1 problem(s) found"), "{err}");
+    let err = run(
+        DataCommand::Check {
+            paths: vec![bad],
+            kind: Some("chat".into()),
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown dataset kind `chat`"), "{err}");
+    let err = run(
+        DataCommand::GenMath {
+            seed: 1,
+            n: 5,
+            out: d.join("m"),
+            mix: "1,2".into(),
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("five comma-separated weights"), "{err}");
 }
 
 #[test]
@@ -323,4 +487,85 @@ fn answers_are_extracted_by_the_documented_rules() {
     assert_eq!(extract_answer("答えは−３"), Some(-3));
     assert_eq!(extract_answer("猫は3匹、犬は2匹。合計5"), Some(5));
     assert_eq!(extract_answer("わかりません"), None);
+}
+
+#[test]
+fn the_validator_checks_flaws_lengths_and_variant_splits() {
+    let d = common::temp_dir("data-rules");
+    let long = "猫は小さな動物です。".repeat(9);
+    let p = write(
+        &d,
+        "rules.jsonl",
+        &[
+            &format!(
+                r#"{{"messages":[{{"role":"user","content":"猫について教えて。"}},{{"role":"assistant","content":"{long}"}}],"task":""}}"#
+            ),
+            r#"{"messages":[{"role":"user","content":"犬について教えて。"},{"role":"assistant","content":"犬は人なつこい動物です。"}],"task":7}"#,
+        ],
+    );
+    let got = issues(&p);
+    assert!(
+        got.iter().any(|i| i.contains("rules.jsonl:1")
+            && i.contains("messages[1].content")
+            && i.contains("9 sentences; at most 8")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|i| i.contains("rules.jsonl:1: field \"task\": empty")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|i| i.contains("rules.jsonl:2: field \"task\": expected a string")),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 3, "{got:?}");
+
+    let p = write(
+        &d,
+        "flaw.jsonl",
+        &[r#"{"prompt":"日本の首都は？","chosen":"東京です。","rejected":"大阪です。","flaw":"wrong"}"#],
+    );
+    let got = issues(&p);
+    assert!(
+        got.iter().any(|i| i.contains("\"flaw\": unknown flaw `wrong`")),
+        "{got:?}"
+    );
+
+    let p = write(
+        &d,
+        "summary.jsonl",
+        &[
+            r#"{"passage":"駅前にパン屋ができた。","keywords":["駅前","パン屋","できた"],"summary":"駅前にパン屋ができた。"}"#,
+        ],
+    );
+    assert!(issues(&p)
+        .iter()
+        .any(|i| i.contains("\"summary\": not shorter than the passage")));
+
+    // A noisy copy of train must not hold dev rows, but may (and does) hold train's own rows.
+    let row = |q: &str| {
+        format!(r#"{{"prompt":"{q}","chosen":"はい、そうです。","rejected":"いいえ。","flaw":"factual_error"}}"#)
+    };
+    let set = d.join("pref");
+    std::fs::create_dir_all(set.join("noisy")).unwrap();
+    write(&set, "train.jsonl", &[&row("水は百度で沸騰しますか。")]);
+    write(&set, "dev.jsonl", &[&row("月は地球の衛星ですか。")]);
+    write(
+        &set.join("noisy"),
+        "train.jsonl",
+        &[&row("水は百度で沸騰しますか。"), &row("月は地球の衛星ですか？")],
+    );
+    let all: Vec<String> = check_dataset_dir(&set)
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.issues.iter().map(|i| i.to_string()))
+        .collect();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        all[0].contains("noisy/train.jsonl:2")
+            && all[0].contains("near-duplicate of")
+            && all[0].contains("dev.jsonl:1"),
+        "{all:?}"
+    );
 }

@@ -26,34 +26,11 @@ enum Command {
     Models,
     /// Check and generate datasets.
     #[command(subcommand)]
-    Data(DataCommand),
+    Data(kit::cli::data::DataCommand),
     /// Download models into the local cache ahead of time (aliases, hub ids).
     Fetch {
         /// Models to fetch; default: every built-in alias.
         names: Vec<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DataCommand {
-    /// Validate JSONL files or dataset directories: schema, empty fields, lengths, Japanese ratio, chosen ≠ rejected,
-    /// duplicates and near-duplicates across splits. Prints per-file statistics; exits 1 when something is wrong.
-    Check {
-        /// Files (*.jsonl) or dataset directories.
-        #[arg(required = true)]
-        paths: Vec<std::path::PathBuf>,
-        /// Dataset kind (sft, preference, math, translation, keyword_summary, tasks); default: detected per file.
-        #[arg(long)]
-        kind: Option<String>,
-    },
-    /// Generate the math_ja word problems (seeded) and write train/dev/test splits.
-    GenMath {
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, default_value_t = 500)]
-        n: usize,
-        #[arg(long, default_value = "datasets/math_ja")]
-        out: std::path::PathBuf,
     },
 }
 
@@ -114,37 +91,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Data(DataCommand::Check { paths, kind }) => {
-            let kind = match kind.as_deref() {
-                None => None,
-                Some(k) => {
-                    Some(kit::data::DatasetKind::parse(k).with_context(|| format!("unknown dataset kind `{k}`"))?)
-                }
-            };
-            let mut problems = 0;
-            for p in paths {
-                let reports = if p.is_dir() {
-                    kit::data::check_dataset_dir(&p)?
-                } else {
-                    vec![kit::data::check_file(&p, kind)?]
-                };
-                for r in reports {
-                    problems += r.issues.len();
-                    println!("{r}");
-                }
-            }
-            if problems > 0 {
-                anyhow::bail!("{problems} problem(s) found");
-            }
-            println!("ok");
-            Ok(())
-        }
-        Command::Data(DataCommand::GenMath { seed, n, out }) => {
-            let problems = kit::data::math_ja::generate(seed, n);
-            kit::data::math_ja::write_splits(&problems, &out)?;
-            println!("wrote {} problems to {}", problems.len(), out.display());
-            Ok(())
-        }
+        Command::Data(cmd) => Ok(kit::cli::data::run(cmd, &mut std::io::stdout())?),
         Command::Fetch { names } => {
             let names = if names.is_empty() {
                 kit::hub::ALIASES.iter().map(|a| a.name.to_string()).collect()

@@ -5,6 +5,9 @@
 //! Each problem carries the arithmetic expression its answer comes from, so tests can check the answer with an
 //! independent evaluator.
 //!
+//! Difficulty: 1 = one step with small numbers; 2 = two steps, or one division/multiplication; 3 = two steps with a
+//! product; 4 = three numbers or two products; 5 = four or more steps.
+//!
 //! Answer extraction ([`extract_answer`]), in order:
 //! 1. the integer in the last `\boxed{…}`;
 //! 2. else the first integer after the last 「答え」 (or 「答」);
@@ -37,20 +40,115 @@ fn p(prompt: String, expression: String, answer: i64, difficulty: u8, family: &s
     }
 }
 
+/// How many problems of each difficulty to make, as weights for difficulties 1..=5.
+///
+/// The levels are interleaved deterministically (smooth weighted round-robin), so any prefix of the output follows
+/// the mix; with equal weights the difficulties cycle 1, 2, 3, 4, 5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DifficultyMix {
+    pub weights: [u32; 5],
+}
+
+impl Default for DifficultyMix {
+    fn default() -> Self {
+        DifficultyMix { weights: [1; 5] }
+    }
+}
+
+impl DifficultyMix {
+    /// Only problems of difficulty `d` (1–5).
+    pub fn only(d: u8) -> crate::Result<DifficultyMix> {
+        if !(1..=5).contains(&d) {
+            return Err(crate::Error::msg(format!("difficulty must be 1 to 5, got {d}")));
+        }
+        let mut weights = [0; 5];
+        weights[d as usize - 1] = 1;
+        Ok(DifficultyMix { weights })
+    }
+
+    /// Five comma-separated weights, e.g. `"3,3,2,1,1"` (the CLI's `--mix`).
+    pub fn parse(s: &str) -> crate::Result<DifficultyMix> {
+        let bad = || {
+            crate::Error::msg(format!(
+                "difficulty mix `{s}`: expected five comma-separated weights like 1,1,1,1,1"
+            ))
+        };
+        let parts: Vec<u32> = s
+            .split(',')
+            .map(|w| w.trim().parse::<u32>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad())?;
+        let weights: [u32; 5] = parts.try_into().map_err(|_| bad())?;
+        if weights.iter().all(|&w| w == 0) {
+            return Err(bad());
+        }
+        Ok(DifficultyMix { weights })
+    }
+
+    /// The difficulty of each of `n` problems in order.
+    pub fn schedule(&self, n: usize) -> Vec<u8> {
+        let total: i64 = self.weights.iter().map(|&w| w as i64).sum();
+        let mut current = [0i64; 5];
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            for (c, &w) in current.iter_mut().zip(&self.weights) {
+                *c += w as i64;
+            }
+            // The first of the largest wins ties, which makes equal weights cycle 1..5.
+            let mut best = 0;
+            for d in 1..5 {
+                if current[d] > current[best] {
+                    best = d;
+                }
+            }
+            current[best] -= total;
+            out.push(best as u8 + 1);
+        }
+        out
+    }
+}
+
 const FRUITS: [&str; 6] = ["りんご", "みかん", "なし", "もも", "かき", "バナナ"];
 const NAMES: [&str; 6] = ["太郎", "花子", "健太", "さくら", "翔", "美咲"];
+/// Things to share, with their counter word.
+const ITEMS: [(&str, &str); 5] = [
+    ("あめ", "個"),
+    ("クッキー", "枚"),
+    ("えんぴつ", "本"),
+    ("シール", "枚"),
+    ("カード", "枚"),
+];
 
-/// One problem of `difficulty` (1–5) drawn from `rng`.
+/// One problem of `difficulty` (1–5) drawn from `rng`. Each arm is one family pattern; its expression is written
+/// from the same parameters as the text.
 fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
     let name = NAMES[rng.random_range(0..NAMES.len())];
     let fruit = FRUITS[rng.random_range(0..FRUITS.len())];
-    match (difficulty, rng.random_range(0..2u8)) {
+    let (item, unit) = ITEMS[rng.random_range(0..ITEMS.len())];
+    let patterns = match difficulty {
+        1 => 3,
+        2 => 3,
+        3 => 4,
+        4 => 4,
+        _ => 3,
+    };
+    match (difficulty, rng.random_range(0..patterns)) {
         (1, 0) => {
             let (a, b) = (rng.random_range(1..=9i64), rng.random_range(1..=9i64));
             p(
                 format!("家には猫が{a}匹います。{b}匹の猫がやってきました。猫は全部で何匹になりましたか？"),
                 format!("{a} + {b}"),
                 a + b,
+                1,
+                "cats",
+            )
+        }
+        (1, 1) => {
+            let (a, b) = (rng.random_range(5..=12i64), rng.random_range(1..=4i64));
+            p(
+                format!("家には猫が{a}匹います。{b}匹が散歩に出ていきました。家に残っている猫は何匹ですか？"),
+                format!("{a} - {b}"),
+                a - b,
                 1,
                 "cats",
             )
@@ -80,19 +178,29 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 "cats",
             )
         }
-        (2, _) => {
+        (2, 1) => {
             let (q, k) = (rng.random_range(2..=9i64), rng.random_range(2..=6i64));
             let t = q * k;
             p(
-                format!("あめが{t}個あります。{k}人で同じ数ずつ分けると、1人何個になりますか？"),
+                format!("{item}が{t}{unit}あります。{k}人で同じ数ずつ分けると、1人何{unit}になりますか？"),
                 format!("{t} / {k}"),
                 q,
                 2,
                 "sharing",
             )
         }
+        (2, _) => {
+            let (v, h) = (rng.random_range(2..=9i64) * 10, rng.random_range(2..=5i64));
+            p(
+                format!("自転車で時速{v}kmの速さで{h}時間走りました。何km進みましたか？"),
+                format!("{v} * {h}"),
+                v * h,
+                2,
+                "speed",
+            )
+        }
         (3, 0) => {
-            let (a, k) = (rng.random_range(2..=5i64), rng.random_range(2..=4i64));
+            let (a, k) = (rng.random_range(2..=6i64), rng.random_range(2..=5i64));
             p(
                 format!("家には母猫が{a}匹います。それぞれの母猫が子猫を{k}匹ずつ産みました。家にいる猫は、母猫と子猫を合わせて何匹ですか？"),
                 format!("{a} + {a} * {k}"),
@@ -101,7 +209,7 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 "cats",
             )
         }
-        (3, _) => {
+        (3, 1) => {
             let price = rng.random_range(1..=9i64) * 10 + 50;
             let n = rng.random_range(2..=6i64);
             let paid = ((price * n) / 1000 + 1) * 1000;
@@ -111,6 +219,32 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 paid - price * n,
                 3,
                 "shopping",
+            )
+        }
+        (3, 2) => {
+            let (k, q, r) = (
+                rng.random_range(3..=8i64),
+                rng.random_range(2..=6i64),
+                rng.random_range(1..=9i64),
+            );
+            let t = k * q + r;
+            p(
+                format!("{item}が{t}{unit}あります。{k}人に{q}{unit}ずつ配ると、何{unit}余りますか？"),
+                format!("{t} - {k} * {q}"),
+                r,
+                3,
+                "sharing",
+            )
+        }
+        (3, _) => {
+            let (v, h) = (rng.random_range(3..=8i64) * 10, rng.random_range(2..=6i64));
+            let d = v * h;
+            p(
+                format!("{d}km離れた町まで、車で時速{v}kmの速さで走ります。着くまでに何時間かかりますか？"),
+                format!("{d} / {v}"),
+                h,
+                3,
+                "speed",
             )
         }
         (4, 0) => {
@@ -127,7 +261,7 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 "ages",
             )
         }
-        (4, _) => {
+        (4, 1) => {
             let (v1, h1, v2, h2) = (
                 rng.random_range(3..=9i64) * 10,
                 rng.random_range(1..=3i64),
@@ -144,6 +278,37 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 "speed",
             )
         }
+        (4, 2) => {
+            let (a, b, c, e) = (
+                rng.random_range(2..=6i64),
+                rng.random_range(1..=5i64),
+                rng.random_range(1..=4i64),
+                rng.random_range(1..=5i64),
+            );
+            let e = e.min(a + b + c - 1);
+            p(
+                format!("家には猫が{a}匹います。子猫が{b}匹生まれ、近所から{c}匹がやってきました。そのあと{e}匹がもらわれていきました。家にいる猫は何匹ですか？"),
+                format!("{a} + {b} + {c} - {e}"),
+                a + b + c - e,
+                4,
+                "cats",
+            )
+        }
+        (4, _) => {
+            let (k, q, extra) = (
+                rng.random_range(3..=6i64),
+                rng.random_range(3..=8i64),
+                rng.random_range(2..=5i64),
+            );
+            let bought = k * q - extra;
+            p(
+                format!("{name}さんは{item}を{extra}{unit}持っていて、さらに{bought}{unit}買いました。これを{k}人で同じ数ずつ分けると、1人何{unit}になりますか？"),
+                format!("({extra} + {bought}) / {k}"),
+                q,
+                4,
+                "sharing",
+            )
+        }
         (_, 0) => {
             let (a, b, k, c) = (
                 rng.random_range(2..=6i64),
@@ -152,16 +317,15 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 rng.random_range(1..=4i64),
             );
             let total = (a + b) * (1 + k);
-            let c = c.min(total - 1);
             p(
-                format!("家には猫が{a}匹いて、{b}匹の猫が新しく来ました。そのあと、すべての猫が子猫を{k}匹ずつ産みました。さらに{c}匹がもらわれていきました。いま家にいる猫は何匹ですか？"),
-                format!("(({a} + {b}) * (1 + {k})) - {c}"),
+                format!("家には母猫が{a}匹いて、{b}匹の母猫が新しく来ました。そのあと、どの母猫も子猫を{k}匹ずつ産みました。さらに{c}匹がもらわれていきました。いま家にいる猫は何匹ですか？"),
+                format!("({a} + {b}) * (1 + {k}) - {c}"),
                 total - c,
                 5,
                 "cats",
             )
         }
-        (_, _) => {
+        (_, 1) => {
             let (p1, n1, p2, n2) = (
                 rng.random_range(1..=9i64) * 10 + 100,
                 rng.random_range(2..=5i64),
@@ -178,24 +342,48 @@ fn problem(rng: &mut StdRng, difficulty: u8) -> MathProblem {
                 "shopping",
             )
         }
+        (_, _) => {
+            let (x, y, z) = (
+                rng.random_range(8..=15i64),
+                rng.random_range(2..=5i64),
+                rng.random_range(3..=10i64),
+            );
+            p(
+                format!("{name}さんは今{x}歳で、妹は{name}さんより{y}歳年下です。{z}年後、二人の年齢を合わせると何歳になりますか？"),
+                format!("({x} + {z}) + ({x} - {y} + {z})"),
+                (x + z) + (x - y + z),
+                5,
+                "ages",
+            )
+        }
     }
 }
 
-/// `n` problems from `seed`, difficulties cycling 1, 2, 3, 4, 5.
-pub fn generate(seed: u64, n: usize) -> Vec<MathProblem> {
+/// `n` distinct problems from `seed`, with difficulties following `mix`. Fails when the families at the requested
+/// difficulties cannot make `n` different problems (e.g. thousands of difficulty-2 problems).
+pub fn generate(seed: u64, n: usize, mix: DifficultyMix) -> crate::Result<Vec<MathProblem>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(n);
-    let mut attempts = 0;
-    while out.len() < n && attempts < n * 50 {
-        attempts += 1;
-        let d = (out.len() % 5) as u8 + 1;
-        let prob = problem(&mut rng, d);
-        if seen.insert(prob.prompt.clone()) {
-            out.push(prob);
+    for d in mix.schedule(n) {
+        // Redraw on a repeated text; give up when the level is exhausted.
+        let mut tries = 0;
+        loop {
+            let prob = problem(&mut rng, d);
+            if seen.insert(prob.prompt.clone()) {
+                out.push(prob);
+                break;
+            }
+            tries += 1;
+            if tries == 1000 {
+                return Err(crate::Error::msg(format!(
+                    "math_ja: could only make {} distinct problems for this difficulty mix",
+                    out.len()
+                )));
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 /// The model's final integer answer (rules in the module docs).
@@ -254,9 +442,15 @@ fn integers(s: &str) -> Vec<i64> {
 }
 
 /// Write the snapshot: `train.jsonl` (80%), `dev.jsonl` (10%), `test.jsonl` (10%), by blocks of five consecutive
-/// problems (one of each difficulty): block b goes to dev when b % 10 == 8 and to test when b % 10 == 9. Each row is
-/// `{"prompt", "answer", "difficulty", "family", "expression"}`.
+/// problems (one of each difficulty with the default mix): block b goes to dev when b % 10 == 8 and to test when
+/// b % 10 == 9. Each row is `{"prompt", "answer", "difficulty", "family", "expression"}`.
 pub fn write_splits(problems: &[MathProblem], dir: &std::path::Path) -> crate::Result<()> {
+    if problems.len() < 50 {
+        return Err(crate::Error::msg(format!(
+            "math_ja: {} problems leave dev and test empty; write at least 50",
+            problems.len()
+        )));
+    }
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::file(dir, e))?;
     let mut splits: [(String, &str); 3] = [
         (String::new(), "train.jsonl"),

@@ -4,14 +4,22 @@
 //! Japanese ratio: answers and references need at least 50% kana/kanji among their letters; prompts at least 20%
 //! (they may quote English or code); the rejected answer of an `english_mixed` pair is exempt.
 //!
+//! Length bounds: every text field is at most 4,000 characters; an SFT assistant turn has at most 8 sentences
+//! (segments ended by 。！？!? or a line break — our sets teach short answers); a keyword summary is shorter than its
+//! passage.
+//!
 //! Near-duplicate rule: two rows' key texts (instruction / prompt / input / English sentence / passage) whose
-//! character 3-gram Jaccard similarity is at least 0.8. Generated `math_ja` problems share their templates by design
-//! (only the numbers differ), so for them only exact duplicates count.
-use std::collections::{BTreeMap, HashMap, HashSet};
+//! character 3-gram Jaccard similarity (whitespace ignored) is at least 0.8. Within a file, exact repeats are
+//! issues; across the files of a dataset directory, exact and near repeats between different splits are (the split
+//! is the file name, so `noisy/train.jsonl` is compared with `dev.jsonl` and `test.jsonl` but not `train.jsonl`).
+//! Generated `math_ja` problems share their templates by design (only the numbers differ), so for them only exact
+//! duplicates count.
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use super::text::{japanese_ratio, sentence_count, similarity};
 use crate::Result;
 
 /// The dataset formats kit ships and trains on (TRL's formats plus our evaluation schemas).
@@ -88,7 +96,12 @@ pub struct FileReport {
     pub rows: usize,
     /// Counts by category (`task`, `flaw`, `family`/`difficulty`), when the kind has one.
     pub categories: BTreeMap<String, usize>,
+    /// Mean length of the key text (instruction / prompt / input / source / passage), in characters.
     pub mean_chars: f64,
+    /// Mean length of the answer text (assistant turn / chosen / output / translation / summary); 0 when none.
+    pub mean_answer_chars: f64,
+    /// Mean share of kana/kanji among the letters of the fields expected to be Japanese.
+    pub ja_ratio: f64,
     pub issues: Vec<Issue>,
     /// (line, key text) used for duplicate checks across files.
     pub keys: Vec<(usize, String)>,
@@ -99,11 +112,15 @@ impl std::fmt::Display for FileReport {
         let kind = self.kind.map_or("unknown".to_string(), |k| format!("{k:?}"));
         write!(
             f,
-            "{}: {} rows ({kind}), mean key length {:.0} chars",
+            "{}: {} rows ({kind}), prompts {:.0} chars on average",
             self.path.display(),
             self.rows,
             self.mean_chars
         )?;
+        if self.mean_answer_chars > 0.0 {
+            write!(f, ", answers {:.0}", self.mean_answer_chars)?;
+        }
+        write!(f, ", Japanese {:.0}%", 100.0 * self.ja_ratio)?;
         if !self.categories.is_empty() {
             let cats: Vec<String> = self.categories.iter().map(|(k, v)| format!("{k} {v}")).collect();
             write!(f, "\n  {}", cats.join(", "))?;
@@ -121,36 +138,45 @@ const MIN_JA_RATIO: f64 = 0.5;
 /// Prompts may quote English or code (a sentence to translate, a snippet to explain), but must be Japanese requests.
 const MIN_JA_RATIO_PROMPT: f64 = 0.2;
 const NEAR_DUP: f64 = 0.8;
+const MAX_SENTENCES: usize = 8;
 
-/// Share of Japanese characters (kana, kanji) among letters (alphabetic characters of any script).
-pub fn japanese_ratio(s: &str) -> f64 {
-    let is_ja = |c: char| matches!(c as u32, 0x3040..=0x30FF | 0x31F0..=0x31FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xFF66..=0xFF9F | 0x3005);
-    let letters = s.chars().filter(|c| c.is_alphabetic() || is_ja(*c)).count();
-    if letters == 0 {
-        return 0.0;
-    }
-    s.chars().filter(|c| is_ja(*c)).count() as f64 / letters as f64
-}
-
-fn trigrams(s: &str) -> HashSet<(char, char, char)> {
-    let c: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
-    c.windows(3).map(|w| (w[0], w[1], w[2])).collect()
-}
-
-/// Character 3-gram Jaccard similarity.
-pub fn similarity(a: &str, b: &str) -> f64 {
-    let (ta, tb) = (trigrams(a), trigrams(b));
-    if ta.is_empty() || tb.is_empty() {
-        return if a == b { 1.0 } else { 0.0 };
-    }
-    ta.intersection(&tb).count() as f64 / ta.union(&tb).count() as f64
-}
+/// The rejected-answer flaws of `pref_ja`.
+pub const FLAWS: [&str; 7] = [
+    "factual_error",
+    "ignores_instruction",
+    "english_mixed",
+    "unnatural_japanese",
+    "verbose",
+    "unsafe_compliance",
+    "sycophancy",
+];
 
 struct RowCheck<'a> {
     file: &'a Path,
     line: usize,
     row: &'a Value,
     issues: &'a mut Vec<Issue>,
+    stats: &'a mut Stats,
+}
+
+/// Running sums for a file's statistics.
+#[derive(Default)]
+struct Stats {
+    answer_chars: usize,
+    answers: usize,
+    ja_ratio: f64,
+    ja_fields: usize,
+}
+
+/// What a text field holds: it sets the Japanese-ratio floor and which statistics it counts towards.
+#[derive(Clone, Copy, PartialEq)]
+enum Text {
+    /// A request; may quote English or code.
+    Prompt,
+    /// An answer or reference: mostly Japanese.
+    Answer,
+    /// Exempt from the Japanese check (English source, flawed English-mixed answer).
+    Free,
 }
 
 impl RowCheck<'_> {
@@ -163,19 +189,32 @@ impl RowCheck<'_> {
         });
     }
 
-    /// A required non-empty string field; checks length and the share of Japanese letters (`min_ja`, 0 = none).
-    fn text(&mut self, field: &str, min_ja: f64) -> Option<String> {
+    /// A required non-empty string field; checks its length and its share of Japanese letters.
+    fn text(&mut self, field: &str, what: Text) -> Option<String> {
         let v = self.row.get(field).cloned();
-        self.text_value(field, v.as_ref(), min_ja)
+        self.text_value(field, v.as_ref(), what)
     }
 
-    fn text_value(&mut self, field: &str, v: Option<&Value>, min_ja: f64) -> Option<String> {
+    fn text_value(&mut self, field: &str, v: Option<&Value>, what: Text) -> Option<String> {
+        let min_ja = match what {
+            Text::Prompt => MIN_JA_RATIO_PROMPT,
+            Text::Answer => MIN_JA_RATIO,
+            Text::Free => 0.0,
+        };
         match v {
             None => {
                 self.issue(field, "missing");
                 None
             }
             Some(Value::String(s)) => {
+                if what == Text::Answer {
+                    self.stats.answer_chars += s.chars().count();
+                    self.stats.answers += 1;
+                }
+                if what != Text::Free {
+                    self.stats.ja_ratio += japanese_ratio(s);
+                    self.stats.ja_fields += 1;
+                }
                 if s.trim().is_empty() {
                     self.issue(field, "empty");
                 } else if s.chars().count() > MAX_CHARS {
@@ -196,6 +235,16 @@ impl RowCheck<'_> {
                 None
             }
         }
+    }
+}
+
+/// A field that may be absent, but is a non-empty string when present.
+fn optional_string(c: &mut RowCheck, field: &str) {
+    match c.row.get(field) {
+        None => {}
+        Some(Value::String(s)) if !s.trim().is_empty() => {}
+        Some(Value::String(_)) => c.issue(field, "empty"),
+        Some(other) => c.issue(field, format!("expected a string, got {}", type_name(other))),
     }
 }
 
@@ -241,12 +290,14 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
                         format!("expected system, user or assistant, got {role:?}"),
                     );
                 }
-                let min_ja = if role == "user" {
-                    MIN_JA_RATIO_PROMPT
-                } else {
-                    MIN_JA_RATIO
-                };
-                let text = c.text_value(&format!("messages[{i}].content"), m.get("content"), min_ja);
+                let field = format!("messages[{i}].content");
+                let what = if role == "user" { Text::Prompt } else { Text::Answer };
+                let text = c.text_value(&field, m.get("content"), what);
+                if role == "assistant" {
+                    if let Some(n) = text.as_deref().map(sentence_count).filter(|&n| n > MAX_SENTENCES) {
+                        c.issue(&field, format!("{n} sentences; at most {MAX_SENTENCES}"));
+                    }
+                }
                 if role == "user" && key.is_none() {
                     key = text;
                 }
@@ -261,22 +312,30 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             if turns.last().and_then(|m| m.get("role")).and_then(|r| r.as_str()) != Some("assistant") {
                 c.issue("messages", "the last turn must be the assistant's (the completion)");
             }
+            optional_string(c, "task");
             (key, cat(c, "task"))
         }
         DatasetKind::Preference => {
-            let prompt = c.text("prompt", MIN_JA_RATIO_PROMPT);
+            let prompt = c.text("prompt", Text::Prompt);
+            optional_string(c, "flaw");
             let flaw = cat(c, "flaw");
+            if let Some(f) = flaw.as_deref().filter(|f| !FLAWS.contains(f)) {
+                c.issue(
+                    "flaw",
+                    format!("unknown flaw `{f}` (expected one of {})", FLAWS.join(", ")),
+                );
+            }
             // The flawed answer of an `english_mixed` pair has English in it by design; in the noisy variant a
             // swapped row holds it in `chosen`.
             let swapped = c.row.get("swapped").and_then(|s| s.as_bool()).unwrap_or(false);
             let english = flaw.as_deref() == Some("english_mixed");
-            let (min_chosen, min_rejected) = match (english, swapped) {
-                (true, false) => (MIN_JA_RATIO, 0.0),
-                (true, true) => (0.0, MIN_JA_RATIO),
-                _ => (MIN_JA_RATIO, MIN_JA_RATIO),
+            let (chosen_text, rejected_text) = match (english, swapped) {
+                (true, false) => (Text::Answer, Text::Free),
+                (true, true) => (Text::Free, Text::Answer),
+                _ => (Text::Answer, Text::Answer),
             };
-            let chosen = c.text("chosen", min_chosen);
-            let rejected = c.text("rejected", min_rejected);
+            let chosen = c.text("chosen", chosen_text);
+            let rejected = c.text("rejected", rejected_text);
             if let (Some(a), Some(b)) = (&chosen, &rejected) {
                 if a.trim() == b.trim() {
                     c.issue("rejected", "identical to chosen");
@@ -290,7 +349,10 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (prompt, flaw)
         }
         DatasetKind::Math => {
-            let prompt = c.text("prompt", MIN_JA_RATIO);
+            let prompt = c.text("prompt", Text::Prompt);
+            if !c.row.get("family").is_some_and(|f| f.is_string()) {
+                c.issue("family", "expected a string");
+            }
             if !c.row.get("answer").is_some_and(|a| a.is_i64()) {
                 c.issue("answer", "expected an integer");
             }
@@ -301,18 +363,23 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (prompt, cat(c, "family"))
         }
         DatasetKind::Translation => {
-            let en = c.text("en", 0.0);
+            let en = c.text("en", Text::Free);
             if let Some(e) = &en {
                 if japanese_ratio(e) > 0.0 {
                     c.issue("en", "contains Japanese characters");
                 }
             }
-            c.text("ja", MIN_JA_RATIO);
+            c.text("ja", Text::Answer);
             (en, None)
         }
         DatasetKind::KeywordSummary => {
-            let passage = c.text("passage", MIN_JA_RATIO);
-            let summary = c.text("summary", MIN_JA_RATIO);
+            let passage = c.text("passage", Text::Prompt);
+            let summary = c.text("summary", Text::Answer);
+            if let (Some(p), Some(s)) = (&passage, &summary) {
+                if s.chars().count() >= p.chars().count() {
+                    c.issue("summary", "not shorter than the passage");
+                }
+            }
             match c.row.get("keywords").and_then(|k| k.as_array()).cloned() {
                 Some(kws) if kws.len() == 3 => {
                     for (i, k) in kws.iter().enumerate() {
@@ -336,9 +403,9 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
             (passage, None)
         }
         DatasetKind::Tasks => {
-            let input = c.text("input", MIN_JA_RATIO_PROMPT);
-            c.text("output", MIN_JA_RATIO);
-            c.text("eval_aspect", MIN_JA_RATIO);
+            let input = c.text("input", Text::Prompt);
+            c.text("output", Text::Answer);
+            c.text("eval_aspect", Text::Answer);
             (input, None)
         }
     }
@@ -364,6 +431,14 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
             }),
         }
     }
+    if rows.is_empty() {
+        issues.push(Issue {
+            file: path.into(),
+            line: 1,
+            field: "-".into(),
+            msg: "no rows".into(),
+        });
+    }
     let kind = kind.or_else(|| rows.first().and_then(|(_, r)| DatasetKind::detect(r)));
     let mut report = FileReport {
         path: path.into(),
@@ -371,10 +446,16 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
         rows: rows.len(),
         categories: BTreeMap::new(),
         mean_chars: 0.0,
+        mean_answer_chars: 0.0,
+        ja_ratio: 0.0,
         issues: vec![],
         keys: vec![],
     };
     let Some(kind) = kind else {
+        if rows.is_empty() {
+            report.issues = issues;
+            return Ok(report);
+        }
         issues.push(Issue {
             file: path.into(),
             line: rows.first().map_or(1, |r| r.0),
@@ -384,15 +465,9 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
         report.issues = issues;
         return Ok(report);
     };
-    if rows.is_empty() {
-        issues.push(Issue {
-            file: path.into(),
-            line: 1,
-            field: "-".into(),
-            msg: "no rows".into(),
-        });
-    }
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut stats = Stats::default();
+    let mut swapped = 0;
     for (line, row) in &rows {
         if !row.is_object() {
             issues.push(Issue {
@@ -408,8 +483,12 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
             line: *line,
             row,
             issues: &mut issues,
+            stats: &mut stats,
         };
         let (key, category) = check_row(kind, &mut c);
+        if row.get("swapped").and_then(|s| s.as_bool()) == Some(true) {
+            swapped += 1;
+        }
         if let Some(cat) = category {
             *report.categories.entry(cat).or_default() += 1;
         }
@@ -427,13 +506,19 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
     }
     report.mean_chars =
         report.keys.iter().map(|(_, k)| k.chars().count()).sum::<usize>() as f64 / report.keys.len().max(1) as f64;
+    report.mean_answer_chars = stats.answer_chars as f64 / stats.answers.max(1) as f64;
+    report.ja_ratio = stats.ja_ratio / stats.ja_fields.max(1) as f64;
+    if swapped > 0 {
+        report.categories.insert("(swapped)".into(), swapped);
+    }
     report.issues = issues;
     Ok(report)
 }
 
 /// Validate every `*.jsonl` of a dataset directory (and its subdirectories), then look for rows shared between
-/// splits: exact or near-duplicate key texts in two different files are issues. Variants in a subdirectory
-/// (e.g. `noisy/`) are compared only among themselves.
+/// splits: exact or near-duplicate key texts in two files of the same kind and different split names (file stems)
+/// are issues. A variant in a subdirectory (`noisy/train.jsonl`) is thus compared with the other splits
+/// (`dev.jsonl`, `test.jsonl`) but not with the split it is a variant of.
 pub fn check_dataset_dir(dir: &Path) -> Result<Vec<FileReport>> {
     let mut files = Vec::new();
     collect_jsonl(dir, &mut files)?;
@@ -442,7 +527,7 @@ pub fn check_dataset_dir(dir: &Path) -> Result<Vec<FileReport>> {
     let n = reports.len();
     for i in 0..n {
         for j in i + 1..n {
-            if reports[i].path.parent() != reports[j].path.parent() {
+            if reports[i].path.file_stem() == reports[j].path.file_stem() || reports[i].kind != reports[j].kind {
                 continue;
             }
             let templated = reports[i].kind == Some(DatasetKind::Math);

@@ -1,0 +1,3 @@
+//! What the `kit` subcommands do, as library functions: the binary only parses flags, so tests and notebooks can run
+//! the same code (and see the same output) without a subprocess.
+pub mod data;
