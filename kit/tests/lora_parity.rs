@@ -163,13 +163,7 @@ fn kit_adapter(dir: &std::path::Path) -> lora::Adapter {
     };
     let mut adapter = lora::attach(&mut dec, &cfg).unwrap();
     adapter.base_model_name_or_path = "tests/fixtures/tiny/llama".into();
-    for (k, (_, _, b)) in adapter.params.iter().enumerate() {
-        let (out, r) = b.dims2().unwrap();
-        let vals: Vec<f32> = (0..out * r)
-            .map(|i| (((i * 7919 + k * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
-            .collect();
-        b.set(&Tensor::from_vec(vals, (out, r), &Device::Cpu).unwrap()).unwrap();
-    }
+    common::fill_lora_b(&adapter);
     adapter.save(dir).unwrap();
     adapter
 }

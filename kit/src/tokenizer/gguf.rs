@@ -216,6 +216,8 @@ impl Tokenizer {
             name("tokenizer.ggml.padding_token_id"),
         );
 
+        // SentencePiece vocabularies fall back to `<unk>` (byte-level BPE needs none).
+        let sp_unk = unk.clone().unwrap_or_else(|| "<unk>".into());
         let mut inner = match kind.as_str() {
             "gpt2" => {
                 let alphabet = bytes_to_unicode();
@@ -272,13 +274,7 @@ impl Tokenizer {
                 let vocab = vocab_map(&respelled);
                 let order = ordered_scores(&respelled, |i| -(i as f64));
                 let merges = merges_from_vocab(&order, &vocab, true);
-                let mut t = tokenizers::Tokenizer::new(bpe(
-                    vocab,
-                    merges,
-                    Some(unk.clone().unwrap_or_else(|| "<unk>".into())),
-                    true,
-                    path,
-                )?);
+                let mut t = tokenizers::Tokenizer::new(bpe(vocab, merges, Some(sp_unk.clone()), true, path)?);
                 t.with_normalizer(Some(Replace::new(" ", "▁").map_err(|e| Error::msg(e.to_string()))?))
                     .map_err(|e| Error::msg(e.to_string()))?;
                 t.with_pre_tokenizer(Some(
@@ -309,13 +305,7 @@ impl Tokenizer {
                         merges_from_vocab(&order, &vocab, true)
                     }
                 };
-                let mut t = tokenizers::Tokenizer::new(bpe(
-                    vocab,
-                    merges,
-                    Some(unk.clone().unwrap_or_else(|| "<unk>".into())),
-                    true,
-                    path,
-                )?);
+                let mut t = tokenizers::Tokenizer::new(bpe(vocab, merges, Some(sp_unk.clone()), true, path)?);
                 llama_pipeline(&mut t);
                 t
             }
