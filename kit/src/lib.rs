@@ -21,9 +21,12 @@ pub mod hub;
 pub mod lora;
 pub mod loss;
 pub mod model;
+pub mod plot;
 pub mod quant;
+pub mod rewards;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
 

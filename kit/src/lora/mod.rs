@@ -129,6 +129,22 @@ impl Adapter {
         self.state.training.store(training, Ordering::Relaxed);
     }
 
+    /// Restart the dropout masks' random stream from `seed` (the trainer does it every step, so that a resumed run
+    /// draws the same masks as an uninterrupted one).
+    pub fn reseed_dropout(&self, seed: u64) -> Result<()> {
+        let mut rng = self
+            .state
+            .dropout_rng
+            .lock()
+            .map_err(|_| Error::msg("dropout generator: poisoned lock"))?;
+        *rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        Ok(())
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.state.training.load(Ordering::Relaxed)
+    }
+
     /// Run `f` with the adapter switched off (the reference model of DPO and GRPO), then restore it.
     pub fn with_disabled<T>(&self, f: impl FnOnce() -> T) -> T {
         let was = self.is_enabled();

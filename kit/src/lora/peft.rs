@@ -152,6 +152,32 @@ impl Adapter {
     }
 }
 
+impl Adapter {
+    /// Overwrite this adapter's A and B with the ones saved in `dir` (resuming a run): every layer must be there,
+    /// with the same shapes.
+    pub fn load_weights(&self, dir: &Path) -> Result<()> {
+        let weights = dir.join("adapter_model.safetensors");
+        let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| Error::file(&weights, e))?;
+        for (name, a, b) in &self.params {
+            for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
+                let key = format!("base_model.model.{name}.{which}.weight");
+                let t = tensors
+                    .get(&key)
+                    .ok_or_else(|| Error::field(&weights, &key, "missing (saved from a different adapter?)"))?;
+                if t.shape() != var.shape() {
+                    return Err(Error::field(
+                        &weights,
+                        &key,
+                        format!("shape {:?}, expected {:?}", t.shape(), var.shape()),
+                    ));
+                }
+                var.set(&t.to_dtype(var.dtype())?.to_device(var.device())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Write `bytes` to a temporary file next to `path`, then rename: a crash never leaves a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");

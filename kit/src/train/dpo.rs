@@ -1,0 +1,303 @@
+//! Direct Preference Optimization (Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is
+//! Secretly a Reward Model").
+//!
+//! With sequence log-probs of the chosen (w) and rejected (l) completions under the policy π and the reference π_ref,
+//!   h = [log π(w) − log π_ref(w)] − [log π(l) − log π_ref(l)]
+//! - sigmoid (Eq. 7):  L = −log σ(β h)            (label_smoothing ε: −(1−ε) log σ(βh) − ε log σ(−βh), cDPO)
+//! - hinge (SLiC, Zhao et al. 2023):  L = max(0, 1 − β h)
+//! - ipo (Azar et al. 2023, Eq. 17):  L = (h̄ − 1/(2β))², h̄ with log-ratios averaged per completion token (as TRL)
+//! The implicit rewards β(log π − log π_ref) give the logged `rewards/*`. The reference is the same base model
+//! with the adapter switched off: no second copy in memory.
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
+use super::sft::{pad_id, report_skipped};
+use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
+use crate::data::{load_preference, Origin, PreferenceRow};
+use crate::lora::Adapter;
+use crate::model::Model;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DpoLossType {
+    #[default]
+    Sigmoid,
+    Hinge,
+    Ipo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DpoConfig {
+    #[serde(flatten)]
+    pub args: TrainingArguments,
+    /// Strength of the pull towards the reference (IPO: its τ).
+    pub beta: f64,
+    pub loss_type: DpoLossType,
+    /// Probability that a pair's labels are flipped (cDPO); used by the sigmoid loss.
+    pub label_smoothing: f64,
+    /// Longest prompt + completion; the prompt is cut from the start first (`truncation_mode` keep_end).
+    pub max_length: Option<usize>,
+    pub truncation_mode: TruncationMode,
+    /// Compute the reference log-probs once before training (saves a forward pass per step).
+    pub precompute_ref_log_probs: bool,
+    pub skip_invalid_rows: bool,
+}
+
+impl Default for DpoConfig {
+    fn default() -> Self {
+        DpoConfig {
+            args: TrainingArguments {
+                learning_rate: 1e-6,
+                ..Default::default()
+            },
+            beta: 0.1,
+            loss_type: DpoLossType::Sigmoid,
+            label_smoothing: 0.0,
+            max_length: Some(1024),
+            truncation_mode: TruncationMode::KeepEnd,
+            precompute_ref_log_probs: false,
+            skip_invalid_rows: false,
+        }
+    }
+}
+
+/// log σ(x) = min(x, 0) − log(1 + e^−|x|), stable for large |x|.
+fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
+    let zeros = x.zeros_like()?;
+    Ok((x.minimum(&zeros)? - (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
+}
+
+/// DPO loss of a batch from sequence log-probs (each (B,), f32; the reference ones constant) and, for IPO, the
+/// number of completion tokens of each sequence. Returns the mean loss and TRL's reward metrics.
+#[allow(clippy::too_many_arguments)]
+pub fn dpo_loss(
+    policy_chosen: &Tensor,
+    policy_rejected: &Tensor,
+    ref_chosen: &Tensor,
+    ref_rejected: &Tensor,
+    chosen_tokens: &Tensor,
+    rejected_tokens: &Tensor,
+    cfg: &DpoConfig,
+) -> Result<(Tensor, Metrics)> {
+    let beta = cfg.beta;
+    let chosen_ratio = (policy_chosen - ref_chosen)?;
+    let rejected_ratio = (policy_rejected - ref_rejected)?;
+    let h = (&chosen_ratio - &rejected_ratio)?;
+    let per_pair = match cfg.loss_type {
+        DpoLossType::Sigmoid => {
+            let ls = cfg.label_smoothing;
+            let bh = (&h * beta)?;
+            let mut l = (log_sigmoid(&bh)? * -(1.0 - ls))?;
+            if ls > 0.0 {
+                l = (l - (log_sigmoid(&bh.neg()?)? * ls)?)?;
+            }
+            l
+        }
+        DpoLossType::Hinge => ((&h * -beta)? + 1.0)?.relu()?,
+        DpoLossType::Ipo => {
+            let avg = ((&chosen_ratio / chosen_tokens.clamp(1f32, f32::MAX)?)?
+                - (&rejected_ratio / rejected_tokens.clamp(1f32, f32::MAX)?)?)?;
+            (avg - 1.0 / (2.0 * beta))?.sqr()?
+        }
+    };
+    let loss = per_pair.mean_all()?;
+    let chosen_rewards = (chosen_ratio.detach() * beta)?;
+    let rejected_rewards = (rejected_ratio.detach() * beta)?;
+    let mean = |t: &Tensor| -> Result<f64> { Ok(t.mean_all()?.to_scalar::<f32>()? as f64) };
+    let mut m = Metrics::new();
+    m.insert("rewards/chosen".into(), mean(&chosen_rewards)?);
+    m.insert("rewards/rejected".into(), mean(&rejected_rewards)?);
+    m.insert(
+        "rewards/accuracies".into(),
+        mean(&chosen_rewards.gt(&rejected_rewards)?.to_dtype(DType::F32)?)?,
+    );
+    m.insert("rewards/margins".into(), mean(&(&chosen_rewards - &rejected_rewards)?)?);
+    m.insert("logps/chosen".into(), mean(&policy_chosen.detach())?);
+    m.insert("logps/rejected".into(), mean(&policy_rejected.detach())?);
+    Ok((loss, m))
+}
+
+/// A tokenized pair, with its reference log-probs once computed.
+#[derive(Debug, Clone)]
+pub struct PairExample {
+    pub chosen: Tokenized,
+    pub rejected: Tokenized,
+    pub ref_logps: Option<(f32, f32)>,
+}
+
+/// The DPO objective.
+pub struct Dpo {
+    pub cfg: DpoConfig,
+    pub pad_token_id: u32,
+}
+
+impl Dpo {
+    pub fn new(model: &Model, cfg: DpoConfig) -> Self {
+        Dpo {
+            cfg,
+            pad_token_id: pad_id(model),
+        }
+    }
+
+    /// All chosen sequences, then all rejected ones (TRL's concatenated forward).
+    fn batch(&self, model: &Model, pairs: &[&PairExample]) -> Result<SeqBatch> {
+        let seqs: Vec<&Tokenized> = pairs
+            .iter()
+            .map(|p| &p.chosen)
+            .chain(pairs.iter().map(|p| &p.rejected))
+            .collect();
+        collate(&seqs, self.pad_token_id, model.device())
+    }
+
+    /// Reference log-probs (chosen, rejected) of each pair: the base model, adapter off, no graph.
+    pub fn reference_logps(&self, model: &Model, adapter: &Adapter, pairs: &[&PairExample]) -> Result<Vec<(f32, f32)>> {
+        let batch = self.batch(model, pairs)?;
+        let seq = adapter.with_disabled(|| -> Result<Tensor> {
+            let s = token_scores(&model.decoder, &batch)?;
+            sequence_logps(&s.logps.detach(), &batch.mask)
+        })?;
+        let v = seq.to_vec1::<f32>()?;
+        let n = pairs.len();
+        Ok((0..n).map(|i| (v[i], v[n + i])).collect())
+    }
+
+    /// Fill in `ref_logps` for every example (precompute_ref_log_probs), in batches of `batch_size`.
+    pub fn precompute(&self, model: &Model, adapter: &Adapter, data: &mut [PairExample], batch_size: usize) -> Result<()> {
+        for chunk in data.chunks_mut(batch_size.max(1)) {
+            let refs: Vec<&PairExample> = chunk.iter().collect();
+            let out = self.reference_logps(model, adapter, &refs)?;
+            for (ex, r) in chunk.iter_mut().zip(out) {
+                ex.ref_logps = Some(r);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Objective for Dpo {
+    type Example = PairExample;
+
+    fn name(&self) -> &'static str {
+        "dpo"
+    }
+
+    fn loss(&mut self, model: &Model, adapter: &Adapter, pairs: &[&PairExample], _: StepInfo) -> Result<StepOutput> {
+        let n = pairs.len();
+        let batch = self.batch(model, pairs)?;
+        let refs = match pairs.iter().map(|p| p.ref_logps).collect::<Option<Vec<_>>>() {
+            Some(r) => r,
+            None => self.reference_logps(model, adapter, pairs)?,
+        };
+        let dev = model.device();
+        let ref_c = Tensor::from_vec(refs.iter().map(|r| r.0).collect(), n, dev)?;
+        let ref_r = Tensor::from_vec(refs.iter().map(|r| r.1).collect(), n, dev)?;
+        let scores = token_scores(&model.decoder, &batch)?;
+        let seq = sequence_logps(&scores.logps, &batch.mask)?;
+        let counts = batch.mask.sum(1)?;
+        let (loss, mut metrics) = dpo_loss(
+            &seq.narrow(0, 0, n)?,
+            &seq.narrow(0, n, n)?,
+            &ref_c,
+            &ref_r,
+            &counts.narrow(0, 0, n)?,
+            &counts.narrow(0, n, n)?,
+            &self.cfg,
+        )?;
+        let chosen = logit_stats(&scores.logits, &batch, 0..n)?;
+        let rejected = logit_stats(&scores.logits, &batch, n..2 * n)?;
+        metrics.insert("logits/chosen".into(), chosen.mean_logit);
+        metrics.insert("logits/rejected".into(), rejected.mean_logit);
+        metrics.insert("mean_token_accuracy".into(), chosen.accuracy);
+        let all = (chosen.entropy * chosen.count + rejected.entropy * rejected.count)
+            / (chosen.count + rejected.count).max(1.0);
+        metrics.insert("entropy".into(), all);
+        Ok(StepOutput {
+            loss,
+            metrics,
+            num_tokens: batch.num_tokens,
+        })
+    }
+
+    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+        vec![
+            ("loss", "DPO loss", vec!["loss", "eval_loss"]),
+            (
+                "rewards",
+                "DPO implicit rewards",
+                vec!["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"],
+            ),
+            (
+                "eval_rewards",
+                "DPO implicit rewards (held out)",
+                vec![
+                    "eval_rewards/chosen",
+                    "eval_rewards/rejected",
+                    "eval_rewards/margins",
+                    "eval_rewards/accuracies",
+                ],
+            ),
+        ]
+    }
+}
+
+/// Tokenize preference rows; an unusable row is an error naming its `file:line` (or skipped when asked).
+pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig) -> Result<Vec<PairExample>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (at, row) in rows {
+        let pair: TokenizedPair = match tokenize_pair(&model.tokenizer, row) {
+            Ok(p) => p,
+            Err(_) if cfg.skip_invalid_rows => continue,
+            Err(e) => return Err(Error::msg(format!("{at}: {e}"))),
+        };
+        let chosen = pair.sequence(true, cfg.max_length, cfg.truncation_mode);
+        let rejected = pair.sequence(false, cfg.max_length, cfg.truncation_mode);
+        let usable = |t: &Tokenized| t.len() >= 2 && t.completion_mask[1..].iter().any(|&m| m);
+        if !usable(&chosen) || !usable(&rejected) {
+            if cfg.skip_invalid_rows {
+                continue;
+            }
+            return Err(Error::Input(format!(
+                "{at}: no completion token left after truncation to max_length {:?}",
+                cfg.max_length
+            )));
+        }
+        out.push(PairExample {
+            chosen,
+            rejected,
+            ref_logps: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Read, tokenize and train: the one-call DPO of notebooks and the CLI.
+pub fn train_dpo(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    cfg: &DpoConfig,
+) -> Result<TrainOutput> {
+    let loaded = load_preference(train_file, cfg.skip_invalid_rows)?;
+    report_skipped(train_file, &loaded.skipped);
+    let mut train = prepare(model, &loaded.rows, cfg)?;
+    let mut eval = match eval_file {
+        Some(p) => prepare(model, &load_preference(p, cfg.skip_invalid_rows)?.rows, cfg)?,
+        None => vec![],
+    };
+    let dpo = Dpo::new(model, cfg.clone());
+    if cfg.precompute_ref_log_probs {
+        let bs = cfg.args.per_device_eval_batch_size;
+        dpo.precompute(model, adapter, &mut train, bs)?;
+        dpo.precompute(model, adapter, &mut eval, bs)?;
+    }
+    Trainer::new(model, adapter, dpo, cfg.args.clone())
+        .with_data(train, eval)
+        .train()
+}

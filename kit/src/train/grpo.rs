@@ -1,0 +1,510 @@
+//! Group Relative Policy Optimization (Shao et al. 2024, "DeepSeekMath", §4.1; DeepSeek-AI 2025, "DeepSeek-R1").
+//!
+//! For each prompt q, sample G completions oᵢ, score them rᵢ (a weighted sum of reward functions), and use the
+//! group-relative advantage Âᵢ = (rᵢ − mean(r)) / (std(r) + 1e-4) for every token of oᵢ. With the ratio
+//! ρᵢ,ₜ = π(oᵢ,ₜ | ·) / π_old(oᵢ,ₜ | ·), the per-token loss is the clipped surrogate (PPO, Schulman et al. 2017)
+//!   ℓᵢ,ₜ = −min(ρ Â, clip(ρ, 1 − ε, 1 + ε_high) Â) + β · KL̂ᵢ,ₜ,
+//! KL̂ = π_ref/π − log(π_ref/π) − 1 (Schulman's k3 estimator, unbiased and ≥ 0), the reference being the base model
+//! (adapter off). Aggregation over tokens (`loss_type`):
+//! - grpo: mean over each completion's tokens, then over completions (the paper's 1/|oᵢ| weighting);
+//! - dr_grpo (Liu et al. 2025, "Understanding R1-Zero-Like Training"): Σ ℓ / (N · max_completion_length);
+//! - dapo (Yu et al. 2025) and bnpo: Σ ℓ / Σ tokens over the batch.
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::logps::{collate, logit_stats, token_scores};
+use super::sft::{pad_id, report_skipped};
+use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
+use crate::data::{load_prompts, Origin, PromptRow};
+use crate::generate::{FinishReason, GenerationConfig};
+use crate::lora::Adapter;
+use crate::model::Model;
+use crate::rewards::{RewardFunction, RewardInput};
+use crate::sampling::SamplingParams;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum GrpoLossType {
+    Grpo,
+    Bnpo,
+    DrGrpo,
+    #[default]
+    Dapo,
+}
+
+/// How rewards are scaled into advantages: by the group's std (the paper), the whole batch's, or not at all
+/// (Dr. GRPO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleRewards {
+    #[default]
+    Group,
+    Batch,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpoConfig {
+    /// `per_device_train_batch_size` counts completions, as in TRL: it must be a multiple of `num_generations`.
+    #[serde(flatten)]
+    pub args: TrainingArguments,
+    pub num_generations: usize,
+    pub max_completion_length: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: usize,
+    /// KL coefficient; 0 skips the reference pass.
+    pub beta: f64,
+    pub epsilon: f64,
+    /// Upper clip bound (DAPO's clip-higher); `None` = `epsilon`.
+    pub epsilon_high: Option<f64>,
+    /// Optimizer steps per generation round (reusing the same completions, with π_old frozen at generation).
+    pub num_iterations: usize,
+    pub loss_type: GrpoLossType,
+    pub scale_rewards: ScaleRewards,
+    /// Weights of the reward functions (default: all 1).
+    pub reward_weights: Option<Vec<f64>>,
+    /// Leave completions cut at `max_completion_length` out of the loss (DAPO).
+    pub mask_truncated_completions: bool,
+    /// Wrap text prompts as a user turn with the chat template.
+    pub chat: bool,
+    pub skip_invalid_rows: bool,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        GrpoConfig {
+            args: TrainingArguments {
+                learning_rate: 1e-6,
+                ..Default::default()
+            },
+            num_generations: 8,
+            max_completion_length: 512,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            beta: 0.0,
+            epsilon: 0.2,
+            epsilon_high: None,
+            num_iterations: 1,
+            loss_type: GrpoLossType::Dapo,
+            scale_rewards: ScaleRewards::Group,
+            reward_weights: None,
+            mask_truncated_completions: false,
+            chat: false,
+            skip_invalid_rows: false,
+        }
+    }
+}
+
+fn nan_mean(xs: &[f64]) -> f64 {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+/// Sample standard deviation (Bessel-corrected), ignoring NaNs; NaN with fewer than two values (as TRL's `nanstd`).
+fn nan_std(xs: &[f64]) -> f64 {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+/// Group-relative advantages from `rewards_per_func` (N × F, NaN = not scored), N = groups × `g`, and the reward
+/// metrics TRL logs (`reward`, `reward_std`, `rewards/<name>/mean|std`, `frac_reward_zero_std`).
+pub fn advantages(
+    rewards_per_func: &[Vec<f64>],
+    weights: &[f64],
+    names: &[String],
+    g: usize,
+    scale: ScaleRewards,
+) -> Result<(Vec<f64>, Metrics)> {
+    let n = rewards_per_func.len();
+    if g == 0 || !n.is_multiple_of(g) {
+        return Err(Error::Input(format!("{n} completions do not split into groups of {g}")));
+    }
+    // Weighted sum per completion; NaN when no function scored it.
+    let rewards: Vec<f64> = rewards_per_func
+        .iter()
+        .map(|row| {
+            if row.iter().all(|x| x.is_nan()) {
+                f64::NAN
+            } else {
+                row.iter().zip(weights).filter(|(x, _)| !x.is_nan()).map(|(x, w)| x * w).sum()
+            }
+        })
+        .collect();
+    let batch_std = nan_std(&rewards);
+    let mut adv = Vec::with_capacity(n);
+    let mut zero_std = 0usize;
+    for group in rewards.chunks(g) {
+        let mean = nan_mean(group);
+        let std = match scale {
+            ScaleRewards::Group | ScaleRewards::None => {
+                if g > 1 {
+                    nan_std(group)
+                } else {
+                    0.0
+                }
+            }
+            ScaleRewards::Batch => {
+                if n > 1 {
+                    batch_std
+                } else {
+                    0.0
+                }
+            }
+        };
+        for r in group {
+            let mut a = r - mean;
+            if scale != ScaleRewards::None {
+                a /= std + 1e-4;
+            }
+            adv.push(if a.is_nan() { 0.0 } else { a });
+            // torch.isclose(std, 0) with its default tolerances.
+            if std.abs() <= 1e-8 {
+                zero_std += 1;
+            }
+        }
+    }
+    let mut m = Metrics::new();
+    for (i, name) in names.iter().enumerate() {
+        let col: Vec<f64> = rewards_per_func.iter().map(|r| r[i]).collect();
+        m.insert(format!("rewards/{name}/mean"), nan_mean(&col));
+        m.insert(format!("rewards/{name}/std"), nan_std(&col));
+    }
+    m.insert("reward".into(), nan_mean(&rewards));
+    m.insert("reward_std".into(), nan_std(&rewards));
+    m.insert("frac_reward_zero_std".into(), zero_std as f64 / n as f64);
+    Ok((adv, m))
+}
+
+/// The GRPO loss from per-token log-probs (N × T, differentiable), the sampling policy's (`old`, constant), the
+/// reference's (constant, used when β > 0), the completion `mask` (N × T, f32) and per-completion `advantages`
+/// (N,). Returns the loss and TRL's `kl` and `clip_ratio/*` metrics.
+pub fn grpo_loss(
+    logps: &Tensor,
+    old: &Tensor,
+    reference: Option<&Tensor>,
+    mask: &Tensor,
+    advantages: &Tensor,
+    cfg: &GrpoConfig,
+) -> Result<(Tensor, Metrics)> {
+    let (n, _) = logps.dims2()?;
+    let eps_low = cfg.epsilon;
+    let eps_high = cfg.epsilon_high.unwrap_or(cfg.epsilon);
+    let adv = advantages.to_dtype(DType::F32)?.unsqueeze(1)?;
+    let ratio = (logps - old)?.exp()?;
+    let clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high)?;
+    let surrogate = ratio.broadcast_mul(&adv)?.minimum(&clipped.broadcast_mul(&adv)?)?;
+    let mut per_token = surrogate.neg()?;
+    let mut m = Metrics::new();
+    let count = mask.sum_all()?.to_scalar::<f32>()? as f64;
+    let masked_mean = |x: &Tensor| -> Result<f64> {
+        Ok((x * mask)?.sum_all()?.to_scalar::<f32>()? as f64 / count.max(1.0))
+    };
+    if cfg.beta != 0.0 {
+        let reference = reference.ok_or_else(|| Error::msg("GRPO with beta > 0 needs reference log-probs"))?;
+        let d = (reference - logps)?;
+        let kl = ((d.exp()? - &d)? - 1.0)?;
+        m.insert("kl".into(), masked_mean(&kl.detach())?);
+        per_token = (per_token + (kl * cfg.beta)?)?;
+    }
+    let masked = (per_token * mask)?;
+    let loss = match cfg.loss_type {
+        GrpoLossType::Grpo => masked
+            .sum(1)?
+            .div(&mask.sum(1)?.clamp(1f32, f32::MAX)?)?
+            .mean_all()?,
+        GrpoLossType::DrGrpo => (masked.sum_all()? / (n * cfg.max_completion_length) as f64)?,
+        GrpoLossType::Dapo | GrpoLossType::Bnpo => (masked.sum_all()? / count.max(1.0))?,
+    };
+    let r = ratio.detach();
+    let a = adv.detach();
+    let low = r
+        .lt(1.0 - eps_low)?
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&a.lt(0f32)?.to_dtype(DType::F32)?)?;
+    let high = r
+        .gt(1.0 + eps_high)?
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&a.gt(0f32)?.to_dtype(DType::F32)?)?;
+    m.insert("clip_ratio/low_mean".into(), masked_mean(&low)?);
+    m.insert("clip_ratio/high_mean".into(), masked_mean(&high)?);
+    m.insert("clip_ratio/region_mean".into(), masked_mean(&(&low + &high)?.clamp(0f32, 1f32)?)?);
+    Ok((loss, m))
+}
+
+/// A prompt ready for sampling: its ids, its text (as reward functions see it) and the row's other columns.
+#[derive(Debug, Clone)]
+pub struct PromptExample {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub columns: Map<String, Value>,
+}
+
+/// One micro-batch of completions, kept for `num_iterations` steps.
+struct Rollout {
+    seqs: Vec<Tokenized>,
+    advantages: Vec<f32>,
+    old_logps: Option<Tensor>,
+    metrics: Metrics,
+}
+
+/// The GRPO objective: sampling, scoring and the clipped loss.
+pub struct Grpo {
+    pub cfg: GrpoConfig,
+    pub reward_funcs: Vec<Box<dyn RewardFunction>>,
+    pad_token_id: u32,
+    rollouts: HashMap<usize, (usize, Rollout)>,
+}
+
+impl Grpo {
+    pub fn new(model: &Model, cfg: GrpoConfig, reward_funcs: Vec<Box<dyn RewardFunction>>) -> Result<Self> {
+        if reward_funcs.is_empty() {
+            return Err(Error::Input("GRPO needs at least one reward function".into()));
+        }
+        if let Some(w) = &cfg.reward_weights {
+            if w.len() != reward_funcs.len() {
+                return Err(Error::Input(format!(
+                    "reward_weights has {} entries for {} reward functions",
+                    w.len(),
+                    reward_funcs.len()
+                )));
+            }
+        }
+        let g = cfg.num_generations;
+        if g < 2 {
+            return Err(Error::Input("num_generations must be at least 2 (advantages compare completions)".into()));
+        }
+        if cfg.args.per_device_train_batch_size % g != 0 {
+            return Err(Error::Input(format!(
+                "per_device_train_batch_size ({}) must be a multiple of num_generations ({g})",
+                cfg.args.per_device_train_batch_size
+            )));
+        }
+        Ok(Grpo {
+            cfg,
+            reward_funcs,
+            pad_token_id: pad_id(model),
+            rollouts: HashMap::new(),
+        })
+    }
+
+    /// Sample G completions for each prompt, score them, and compute advantages.
+    fn rollout(&mut self, model: &Model, adapter: &Adapter, prompts: &[&PromptExample], at: StepInfo) -> Result<Rollout> {
+        let g = self.cfg.num_generations;
+        let ids: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.ids.clone(), g)).collect();
+        let gen_cfg = GenerationConfig {
+            max_new_tokens: self.cfg.max_completion_length,
+            sampling: SamplingParams {
+                do_sample: true,
+                temperature: self.cfg.temperature,
+                top_p: self.cfg.top_p,
+                top_k: self.cfg.top_k,
+                ..Default::default()
+            },
+            seed: at.seed.wrapping_mul(1_000_003).wrapping_add((at.step * 1009 + at.micro) as u64),
+            ..Default::default()
+        };
+        let was_training = adapter.is_training();
+        adapter.set_training(false);
+        let gens = model.generate_ids(&ids, &gen_cfg, &mut |_| {});
+        adapter.set_training(was_training);
+        let gens = gens?;
+        let texts: Vec<String> = gens.iter().map(|x| x.text.clone()).collect();
+        let prompt_texts: Vec<String> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.text.clone(), g)).collect();
+        let columns: Vec<Map<String, Value>> =
+            prompts.iter().flat_map(|p| std::iter::repeat_n(p.columns.clone(), g)).collect();
+        let input = RewardInput {
+            prompts: &prompt_texts,
+            completions: &texts,
+            columns: &columns,
+        };
+        let mut per_func = vec![vec![0f64; self.reward_funcs.len()]; texts.len()];
+        let mut names = vec![];
+        for (j, f) in self.reward_funcs.iter_mut().enumerate() {
+            let scores = f.score(&input)?;
+            if scores.len() != texts.len() {
+                return Err(Error::msg(format!(
+                    "reward function `{}` returned {} scores for {} completions",
+                    f.name(),
+                    scores.len(),
+                    texts.len()
+                )));
+            }
+            for (row, s) in per_func.iter_mut().zip(scores) {
+                row[j] = s as f64;
+            }
+            names.push(f.name().to_string());
+        }
+        let weights = self
+            .cfg
+            .reward_weights
+            .clone()
+            .unwrap_or_else(|| vec![1.0; self.reward_funcs.len()]);
+        let (adv, mut metrics) = advantages(&per_func, &weights, &names, g, self.cfg.scale_rewards)?;
+
+        let mut seqs = Vec::with_capacity(gens.len());
+        let mut lengths = Vec::with_capacity(gens.len());
+        let mut truncated = 0usize;
+        for (gen, p) in gens.iter().zip(&ids) {
+            let is_truncated = gen.finish_reason == FinishReason::Length;
+            truncated += is_truncated as usize;
+            lengths.push(gen.token_ids.len() as f64);
+            let mut t = Tokenized {
+                ids: p.clone(),
+                completion_mask: vec![false; p.len()],
+            };
+            let learn = !(is_truncated && self.cfg.mask_truncated_completions);
+            t.ids.extend_from_slice(&gen.token_ids);
+            t.completion_mask.extend(std::iter::repeat_n(learn, gen.token_ids.len()));
+            seqs.push(t);
+        }
+        let n = lengths.len() as f64;
+        metrics.insert("completions/mean_length".into(), lengths.iter().sum::<f64>() / n);
+        metrics.insert("completions/min_length".into(), lengths.iter().cloned().fold(f64::MAX, f64::min));
+        metrics.insert("completions/max_length".into(), lengths.iter().cloned().fold(0.0, f64::max));
+        metrics.insert("completions/clipped_ratio".into(), truncated as f64 / n);
+        let old_logps = if self.cfg.num_iterations > 1 {
+            // π_old must stay the sampling policy for all iterations over this rollout.
+            let refs: Vec<&Tokenized> = seqs.iter().collect();
+            let batch = collate(&refs, self.pad_token_id, model.device())?;
+            adapter.set_training(false);
+            let s = token_scores(&model.decoder, &batch);
+            adapter.set_training(was_training);
+            Some(s?.logps.detach())
+        } else {
+            None
+        };
+        Ok(Rollout {
+            seqs,
+            advantages: adv.iter().map(|&a| a as f32).collect(),
+            old_logps,
+            metrics,
+        })
+    }
+}
+
+impl Objective for Grpo {
+    type Example = PromptExample;
+
+    fn name(&self) -> &'static str {
+        "grpo"
+    }
+
+    fn batch_examples(&self, per_device_batch: usize) -> usize {
+        (per_device_batch / self.cfg.num_generations).max(1)
+    }
+
+    fn loss(&mut self, model: &Model, adapter: &Adapter, prompts: &[&PromptExample], at: StepInfo) -> Result<StepOutput> {
+        // A rollout is drawn at the first of every `num_iterations` steps and reused for the others.
+        let round = at.step / self.cfg.num_iterations.max(1);
+        let reuse = matches!(self.rollouts.get(&at.micro), Some((r, _)) if *r == round) && !at.eval;
+        if !reuse {
+            let r = self.rollout(model, adapter, prompts, at)?;
+            if at.eval {
+                return self.loss_on(model, adapter, &r);
+            }
+            self.rollouts.insert(at.micro, (round, r));
+        }
+        let (_, r) = self.rollouts.remove(&at.micro).expect("inserted above");
+        let out = self.loss_on(model, adapter, &r);
+        self.rollouts.insert(at.micro, (round, r));
+        out
+    }
+
+    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+        vec![
+            ("loss", "GRPO loss", vec!["loss"]),
+            ("reward", "GRPO reward", vec!["reward", "reward_std", "eval_reward"]),
+            ("kl", "KL to the reference", vec!["kl"]),
+        ]
+    }
+}
+
+impl Grpo {
+    fn loss_on(&self, model: &Model, adapter: &Adapter, r: &Rollout) -> Result<StepOutput> {
+        let refs: Vec<&Tokenized> = r.seqs.iter().collect();
+        let batch = collate(&refs, self.pad_token_id, model.device())?;
+        let scores = token_scores(&model.decoder, &batch)?;
+        let old = match &r.old_logps {
+            Some(o) => o.clone(),
+            None => scores.logps.detach(),
+        };
+        let reference = if self.cfg.beta != 0.0 {
+            Some(adapter.with_disabled(|| -> Result<Tensor> {
+                Ok(token_scores(&model.decoder, &batch)?.logps.detach())
+            })?)
+        } else {
+            None
+        };
+        let adv = Tensor::from_vec(r.advantages.clone(), r.advantages.len(), model.device())?;
+        let (loss, mut metrics) = grpo_loss(&scores.logps, &old, reference.as_ref(), &batch.mask, &adv, &self.cfg)?;
+        let stats = logit_stats(&scores.logits, &batch, 0..r.seqs.len())?;
+        metrics.insert("entropy".into(), stats.entropy);
+        metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(StepOutput {
+            loss,
+            metrics,
+            num_tokens: batch.num_tokens,
+        })
+    }
+}
+
+/// Prompt rows → examples (chat template applied to conversations, or to text prompts when `chat`).
+pub fn prepare(model: &Model, rows: &[(Origin, PromptRow)], cfg: &GrpoConfig) -> Result<Vec<PromptExample>> {
+    let tok = &model.tokenizer;
+    rows.iter()
+        .map(|(at, row)| {
+            let prompt = match (&row.prompt, cfg.chat) {
+                (crate::data::Turns::Text(t), true) => {
+                    crate::data::Turns::Chat(vec![crate::tokenizer::Message::user(t.clone())])
+                }
+                (p, _) => p.clone(),
+            };
+            let ids = prompt_ids(tok, &prompt).map_err(|e| Error::msg(format!("{at}: {e}")))?;
+            let text = prompt_text(tok, &prompt).map_err(|e| Error::msg(format!("{at}: {e}")))?;
+            Ok(PromptExample {
+                ids,
+                text,
+                columns: row.columns.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Read, tokenize and train: the one-call GRPO of notebooks and the CLI.
+pub fn train_grpo(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    reward_funcs: Vec<Box<dyn RewardFunction>>,
+    cfg: &GrpoConfig,
+) -> Result<TrainOutput> {
+    let loaded = load_prompts(train_file, cfg.skip_invalid_rows)?;
+    report_skipped(train_file, &loaded.skipped);
+    let train = prepare(model, &loaded.rows, cfg)?;
+    let eval = match eval_file {
+        Some(p) => prepare(model, &load_prompts(p, cfg.skip_invalid_rows)?.rows, cfg)?,
+        None => vec![],
+    };
+    let grpo = Grpo::new(model, cfg.clone(), reward_funcs)?;
+    Trainer::new(model, adapter, grpo, cfg.args.clone())
+        .with_data(train, eval)
+        .train()
+}

@@ -1,0 +1,291 @@
+//! Reward models: the decoder (LoRA on its body) with a scalar head reading the last real token, trained on
+//! preference pairs with the Bradley–Terry loss (Bradley & Terry 1952; Ouyang et al. 2022, Eq. 1):
+//!   L = −log σ(r(x, y_w) − r(x, y_l) − m)  +  c · mean((r(x, y_w) + r(x, y_l))²)
+//! with an optional per-pair margin m and TRL's `center_rewards_coefficient` c (Eisenstein et al. 2023), which keeps
+//! rewards centred on zero. Metrics as TRL's RewardTrainer: `accuracy`, `margin`, `min_reward`, `mean_reward`,
+//! `max_reward`.
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, IndexOp, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use super::dpo::PairExample;
+use super::logps::{collate, SeqBatch};
+use super::sft::{pad_id, report_skipped};
+use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use crate::data::load_preference;
+use crate::data::tokenize::{Tokenized, TruncationMode};
+use crate::lora::Adapter;
+use crate::model::{LoadOptions, Model};
+use crate::rewards::{RewardFunction, RewardInput};
+use crate::{Error, Result};
+
+/// File holding the head, next to the adapter's files.
+pub const HEAD_FILE: &str = "reward_head.safetensors";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RewardConfig {
+    #[serde(flatten)]
+    pub args: TrainingArguments,
+    pub max_length: Option<usize>,
+    pub center_rewards_coefficient: Option<f64>,
+    pub skip_invalid_rows: bool,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            args: TrainingArguments {
+                learning_rate: 1e-4,
+                ..Default::default()
+            },
+            max_length: Some(1024),
+            center_rewards_coefficient: None,
+            skip_invalid_rows: false,
+        }
+    }
+}
+
+/// Bradley–Terry loss of rewards (B,) with optional margins (B,); returns TRL's metrics too.
+pub fn reward_loss(
+    chosen: &Tensor,
+    rejected: &Tensor,
+    margin: Option<&Tensor>,
+    center_rewards_coefficient: Option<f64>,
+) -> Result<(Tensor, Metrics)> {
+    let mut diff = (chosen - rejected)?;
+    if let Some(m) = margin {
+        diff = (diff - m)?;
+    }
+    let zeros = diff.zeros_like()?;
+    let log_sig = (diff.minimum(&zeros)? - (diff.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    let mut loss = log_sig.mean_all()?.neg()?;
+    if let Some(c) = center_rewards_coefficient {
+        loss = (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?;
+    }
+    let (c, r) = (chosen.detach(), rejected.detach());
+    let all = Tensor::cat(&[&c, &r], 0)?;
+    let s = |t: Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
+    let mut m = Metrics::new();
+    m.insert("accuracy".into(), s(c.gt(&r)?.to_dtype(DType::F32)?.mean_all()?)?);
+    m.insert("margin".into(), s((&c - &r)?.mean_all()?)?);
+    m.insert("min_reward".into(), s(all.min_all()?)?);
+    m.insert("mean_reward".into(), s(all.mean_all()?)?);
+    m.insert("max_reward".into(), s(all.max_all()?)?);
+    Ok((loss, m))
+}
+
+/// The scalar head: r = w · h_last (no bias, as transformers' `score` layer), f32.
+#[derive(Debug, Clone)]
+pub struct RewardHead {
+    pub weight: Var,
+}
+
+impl RewardHead {
+    /// N(0, 0.02²) entries from `seed` (transformers' `initializer_range`).
+    pub fn new(hidden: usize, seed: u64, device: &candle_core::Device) -> Result<Self> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        // Box–Muller: two uniforms → one standard normal.
+        let w: Vec<f32> = (0..hidden)
+            .map(|_| {
+                let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+                (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect();
+        Ok(RewardHead {
+            weight: Var::from_tensor(&Tensor::from_vec(w, (1, hidden), device)?)?,
+        })
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let mut t = HashMap::new();
+        t.insert("score.weight".to_string(), self.weight.as_tensor().to_device(&candle_core::Device::Cpu)?);
+        let path = dir.join(HEAD_FILE);
+        let tmp = dir.join(format!(".{HEAD_FILE}.tmp"));
+        candle_core::safetensors::save(&t, &tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e))
+    }
+
+    pub fn load(dir: &Path, device: &candle_core::Device) -> Result<Self> {
+        let path = dir.join(HEAD_FILE);
+        let t = candle_core::safetensors::load(&path, device).map_err(|e| Error::file(&path, e))?;
+        let w = t
+            .get("score.weight")
+            .ok_or_else(|| Error::field(&path, "score.weight", "missing"))?;
+        Ok(RewardHead {
+            weight: Var::from_tensor(&w.to_dtype(DType::F32)?)?,
+        })
+    }
+
+    /// Rewards (b,) of a right-padded batch: the head applied to each row's last real token.
+    pub fn rewards(&self, model: &Model, batch: &SeqBatch) -> Result<Tensor> {
+        let h = model.decoder.forward_hidden(&batch.ids, None, None)?;
+        let rows = batch
+            .lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| h.i((i, len - 1)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let last = Tensor::stack(&rows, 0)?.to_dtype(DType::F32)?;
+        Ok(last.matmul(&self.weight.as_tensor().t()?)?.squeeze(1)?)
+    }
+}
+
+/// The reward-model objective.
+pub struct RewardTraining {
+    pub head: RewardHead,
+    pub cfg: RewardConfig,
+    pad_token_id: u32,
+}
+
+impl RewardTraining {
+    pub fn new(model: &Model, cfg: RewardConfig) -> Result<Self> {
+        Ok(RewardTraining {
+            head: RewardHead::new(model.config().hidden_size, cfg.args.seed, model.device())?,
+            cfg,
+            pad_token_id: pad_id(model),
+        })
+    }
+}
+
+impl Objective for RewardTraining {
+    type Example = PairExample;
+
+    fn name(&self) -> &'static str {
+        "reward"
+    }
+
+    fn loss(&mut self, model: &Model, _: &Adapter, pairs: &[&PairExample], _: StepInfo) -> Result<StepOutput> {
+        let n = pairs.len();
+        let seqs: Vec<&Tokenized> = pairs
+            .iter()
+            .map(|p| &p.chosen)
+            .chain(pairs.iter().map(|p| &p.rejected))
+            .collect();
+        let batch = collate(&seqs, self.pad_token_id, model.device())?;
+        let r = self.head.rewards(model, &batch)?;
+        let (loss, metrics) = reward_loss(
+            &r.narrow(0, 0, n)?,
+            &r.narrow(0, n, n)?,
+            None,
+            self.cfg.center_rewards_coefficient,
+        )?;
+        Ok(StepOutput {
+            loss,
+            metrics,
+            num_tokens: batch.num_tokens,
+        })
+    }
+
+    fn extra_vars(&self) -> Vec<Var> {
+        vec![self.head.weight.clone()]
+    }
+
+    fn save_extra(&self, dir: &Path) -> Result<()> {
+        self.head.save(dir)
+    }
+
+    fn load_extra(&mut self, dir: &Path) -> Result<()> {
+        let loaded = RewardHead::load(dir, self.head.weight.device())?;
+        self.head.weight.set(loaded.weight.as_tensor())?;
+        Ok(())
+    }
+
+    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+        vec![
+            ("loss", "reward model loss", vec!["loss", "eval_loss"]),
+            ("accuracy", "reward model accuracy", vec!["accuracy", "eval_accuracy"]),
+        ]
+    }
+}
+
+/// Read, tokenize and train a reward model; the head is saved as `reward_head.safetensors` beside the adapter.
+pub fn train_reward(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    cfg: &RewardConfig,
+) -> Result<TrainOutput> {
+    let dpo_like = super::dpo::DpoConfig {
+        max_length: cfg.max_length,
+        truncation_mode: TruncationMode::KeepEnd,
+        skip_invalid_rows: cfg.skip_invalid_rows,
+        ..Default::default()
+    };
+    let loaded = load_preference(train_file, cfg.skip_invalid_rows)?;
+    report_skipped(train_file, &loaded.skipped);
+    let train = super::dpo::prepare(model, &loaded.rows, &dpo_like)?;
+    let eval = match eval_file {
+        Some(p) => super::dpo::prepare(model, &load_preference(p, cfg.skip_invalid_rows)?.rows, &dpo_like)?,
+        None => vec![],
+    };
+    let objective = RewardTraining::new(model, cfg.clone())?;
+    Trainer::new(model, adapter, objective, cfg.args.clone())
+        .with_data(train, eval)
+        .train()
+}
+
+/// A trained reward model, ready to score (prompt, completion) pairs — also usable as a GRPO reward function.
+pub struct RewardModel {
+    pub model: Model,
+    pub adapter: Adapter,
+    pub head: RewardHead,
+    name: String,
+}
+
+impl RewardModel {
+    /// Load the base model, then the adapter and head saved by [`train_reward`] in `dir`.
+    pub fn load(base: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let mut model = Model::load(base, opts)?;
+        let adapter = crate::lora::load(&mut model.decoder, dir)?;
+        let head = RewardHead::load(dir, model.device())?;
+        Ok(RewardModel {
+            model,
+            adapter,
+            head,
+            name: "reward_model".into(),
+        })
+    }
+
+    /// Scores of (prompt, completion) pairs; prompts as the model sees them (chat template already applied, or
+    /// plain text).
+    pub fn score(&self, prompts: &[String], completions: &[String]) -> Result<Vec<f32>> {
+        let tok = &self.model.tokenizer;
+        let eos = tok.eos_token_id();
+        let bos = tok.bos_token.clone().unwrap_or_default();
+        let seqs = prompts
+            .iter()
+            .zip(completions)
+            .map(|(p, c)| {
+                // Templated prompts already start with BOS; plain text gets the tokenizer's special tokens.
+                let mut ids = tok.encode(p, bos.is_empty() || !p.starts_with(&bos))?;
+                ids.extend(tok.encode(c, false)?);
+                ids.extend(eos);
+                Ok(Tokenized {
+                    completion_mask: vec![true; ids.len()],
+                    ids,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(8) {
+            let refs: Vec<&Tokenized> = chunk.iter().collect();
+            let batch = collate(&refs, pad_id(&self.model), self.model.device())?;
+            out.extend(self.head.rewards(&self.model, &batch)?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+}
+
+impl RewardFunction for RewardModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn score(&mut self, input: &RewardInput) -> Result<Vec<f32>> {
+        RewardModel::score(self, input.prompts, input.completions)
+    }
+}

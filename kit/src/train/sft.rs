@@ -1,0 +1,149 @@
+//! Supervised fine-tuning: maximise the likelihood of the completions.
+//!
+//! L = −Σᵢ mᵢ log p(xᵢ | x<ᵢ) / Σᵢ mᵢ, with mᵢ = 1 on completion (assistant) tokens by default — the prompt is
+//! context, not something to imitate — and on every token when `completion_only_loss` is off or the row is plain
+//! text. Metrics as TRL's SFTTrainer: `mean_token_accuracy` (arg-max = next token) and `entropy`.
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::logps::{collate, logit_stats, token_scores};
+use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use crate::data::tokenize::{tokenize_sft, Tokenized, TruncationMode};
+use crate::data::{load_sft, Origin, SftRow};
+use crate::lora::Adapter;
+use crate::model::Model;
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SftConfig {
+    #[serde(flatten)]
+    pub args: TrainingArguments,
+    /// Longest tokenized example; longer ones are cut (`truncation_mode`).
+    pub max_length: Option<usize>,
+    pub truncation_mode: TruncationMode,
+    /// Loss on completion / assistant tokens only (TRL: `completion_only_loss`, `assistant_only_loss`).
+    pub completion_only_loss: bool,
+    /// Skip malformed rows (reporting how many) instead of stopping at the first.
+    pub skip_invalid_rows: bool,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            args: TrainingArguments {
+                learning_rate: 2e-5,
+                ..Default::default()
+            },
+            max_length: Some(1024),
+            truncation_mode: TruncationMode::KeepStart,
+            completion_only_loss: true,
+            skip_invalid_rows: false,
+        }
+    }
+}
+
+/// The SFT objective over tokenized examples.
+pub struct Sft {
+    pub pad_token_id: u32,
+}
+
+impl Sft {
+    pub fn new(model: &Model) -> Self {
+        Sft {
+            pad_token_id: pad_id(model),
+        }
+    }
+}
+
+pub(crate) fn pad_id(model: &Model) -> u32 {
+    model
+        .tokenizer
+        .pad_token_id()
+        .or(model.config().pad_token_id)
+        .or(model.tokenizer.eos_token_id())
+        .unwrap_or(0)
+}
+
+impl Objective for Sft {
+    type Example = Tokenized;
+
+    fn name(&self) -> &'static str {
+        "sft"
+    }
+
+    fn loss(&mut self, model: &Model, _: &Adapter, batch: &[&Tokenized], _: StepInfo) -> Result<StepOutput> {
+        let batch = collate(batch, self.pad_token_id, model.device())?;
+        let scores = token_scores(&model.decoder, &batch)?;
+        let count = batch.mask.sum_all()?.to_scalar::<f32>()? as f64;
+        if count == 0.0 {
+            return Err(Error::Input(
+                "every completion token of this batch was truncated away; raise max_length".into(),
+            ));
+        }
+        let loss = ((&scores.logps * &batch.mask)?.sum_all()? * (-1.0 / count))?;
+        let b = batch.lengths.len();
+        let stats = logit_stats(&scores.logits, &batch, 0..b)?;
+        let mut metrics = Metrics::new();
+        metrics.insert("mean_token_accuracy".into(), stats.accuracy);
+        metrics.insert("entropy".into(), stats.entropy);
+        Ok(StepOutput {
+            loss,
+            metrics,
+            num_tokens: batch.num_tokens,
+        })
+    }
+}
+
+/// Tokenize rows as SFT does; an example that cannot be used is an error naming its `file:line`.
+pub fn prepare(model: &Model, rows: &[(Origin, SftRow)], cfg: &SftConfig) -> Result<Vec<Tokenized>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (at, row) in rows {
+        let mut t = tokenize_sft(&model.tokenizer, row, cfg.completion_only_loss)
+            .map_err(|e| Error::msg(format!("{at}: {e}")))?;
+        if let Some(max) = cfg.max_length {
+            t.truncate(max, cfg.truncation_mode);
+        }
+        if t.len() < 2 || !t.completion_mask[1..].iter().any(|&m| m) {
+            let msg = format!("{at}: no completion token left after truncation to max_length {:?}", cfg.max_length);
+            if cfg.skip_invalid_rows {
+                continue;
+            }
+            return Err(Error::Input(msg));
+        }
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// Read, tokenize and train: the one-call SFT of notebooks and the CLI.
+pub fn train_sft(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    cfg: &SftConfig,
+) -> Result<TrainOutput> {
+    let train = load_sft(train_file, cfg.skip_invalid_rows)?;
+    report_skipped(train_file, &train.skipped);
+    let train = prepare(model, &train.rows, cfg)?;
+    let eval = match eval_file {
+        Some(p) => prepare(model, &load_sft(p, cfg.skip_invalid_rows)?.rows, cfg)?,
+        None => vec![],
+    };
+    Trainer::new(model, adapter, Sft::new(model), cfg.args.clone())
+        .with_data(train, eval)
+        .train()
+}
+
+pub(crate) fn report_skipped(path: &Path, skipped: &[String]) {
+    if !skipped.is_empty() {
+        eprintln!(
+            "{}: skipped {} invalid rows (skip_invalid_rows), first: {}",
+            path.display(),
+            skipped.len(),
+            skipped[0]
+        );
+    }
+}
