@@ -57,7 +57,10 @@ pub fn token_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         .dims2()
         .map_err(|_| Error::Input(format!("logits must be (rows, vocab), got {:?}", logits.shape())))?;
     if targets.dims() != [rows] {
-        return Err(Error::Input(format!("targets must be ({rows},), got {:?}", targets.shape())));
+        return Err(Error::Input(format!(
+            "targets must be ({rows},), got {:?}",
+            targets.shape()
+        )));
     }
     let t = targets.to_dtype(DType::U32)?.unsqueeze(1)?;
     if rows > 0 && t.max_all()?.to_scalar::<u32>()? as usize >= vocab {
@@ -71,7 +74,8 @@ pub fn token_log_probs(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         let p = candle_nn::ops::softmax_last_dim(&z.to_dtype(DType::F32)?.contiguous()?)?;
         let one = Tensor::ones((rows, 1), DType::F32, p.device())?;
         let grad = p.neg()?.scatter_add(&t, &one, 1)?;
-        grad.broadcast_mul(&g.to_dtype(DType::F32)?.unsqueeze(1)?)?.to_dtype(z.dtype())
+        grad.broadcast_mul(&g.to_dtype(DType::F32)?.unsqueeze(1)?)?
+            .to_dtype(z.dtype())
     })
 }
 
@@ -143,7 +147,8 @@ mod tests {
                 plus[r][c] += h;
                 let mut minus = vals;
                 minus[r][c] -= h;
-                let fd = (f(&Tensor::new(&plus, &dev).unwrap()) - f(&Tensor::new(&minus, &dev).unwrap())) / (2.0 * h as f64);
+                let fd =
+                    (f(&Tensor::new(&plus, &dev).unwrap()) - f(&Tensor::new(&minus, &dev).unwrap())) / (2.0 * h as f64);
                 assert!((fd - g[r][c] as f64).abs() < 1e-3, "{r},{c}: fd {fd} vs {}", g[r][c]);
             }
         }

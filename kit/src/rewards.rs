@@ -47,7 +47,10 @@ pub fn reward_fn<F>(name: &str, f: F) -> Box<dyn RewardFunction>
 where
     F: FnMut(&str, &str, &Map<String, Value>) -> f32 + 'static,
 {
-    Box::new(FnReward { name: name.to_string(), f })
+    Box::new(FnReward {
+        name: name.to_string(),
+        f,
+    })
 }
 
 /// 1 when the completion states its answer in the expected form (`答え: 42`, or `\boxed{42}`), else 0.
@@ -60,10 +63,9 @@ pub fn format_reward() -> Box<dyn RewardFunction> {
 /// rows without a numeric `answer`.
 pub fn exact_answer_reward() -> Box<dyn RewardFunction> {
     reward_fn("accuracy", |_, c, cols| {
-        let want = cols.get("answer").and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-        });
+        let want = cols
+            .get("answer")
+            .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
         match want {
             None => f32::NAN,
             Some(w) => (extract_answer(c) == Some(w)) as i32 as f32,
@@ -74,7 +76,9 @@ pub fn exact_answer_reward() -> Box<dyn RewardFunction> {
 /// 1 − |chars − target| / target, floored at 0: prefers completions of about `target` characters.
 pub fn length_reward(target: usize) -> Box<dyn RewardFunction> {
     let t = target.max(1) as f32;
-    reward_fn("length", move |_, c, _| (1.0 - (c.chars().count() as f32 - t).abs() / t).max(0.0))
+    reward_fn("length", move |_, c, _| {
+        (1.0 - (c.chars().count() as f32 - t).abs() / t).max(0.0)
+    })
 }
 
 /// The share of Japanese characters among the letters of the completion (0–1).

@@ -27,6 +27,16 @@ enum Command {
     /// Check and generate datasets.
     #[command(subcommand)]
     Data(kit::cli::data::DataCommand),
+    /// Supervised fine-tuning with LoRA (TRL's SFTTrainer flags).
+    Sft(kit::cli::train::SftArgs),
+    /// Direct Preference Optimization with LoRA; the reference is the base with the adapter off.
+    Dpo(kit::cli::train::DpoArgs),
+    /// GRPO with built-in reward functions (and/or a trained reward model).
+    Grpo(kit::cli::train::GrpoArgs),
+    /// Train a reward model (Bradley–Terry) on preference pairs.
+    Reward(kit::cli::train::RewardArgs),
+    /// The main job: SFT then DPO on the shipped Japanese data, answers before/after, metrics and plots.
+    Quickstart(kit::cli::quickstart::QuickstartArgs),
     /// Download models into the local cache ahead of time (aliases, hub ids).
     Fetch {
         /// Models to fetch; default: every built-in alias.
@@ -79,6 +89,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(a) => generate(a),
+        Command::Sft(a) => kit::cli::train::sft(a).map(drop).map_err(Into::into),
+        Command::Dpo(a) => kit::cli::train::dpo(a).map(drop).map_err(Into::into),
+        Command::Grpo(a) => kit::cli::train::grpo(a).map(drop).map_err(Into::into),
+        Command::Reward(a) => kit::cli::train::reward(a).map(drop).map_err(Into::into),
+        Command::Quickstart(a) => kit::cli::quickstart::run(a).map(drop).map_err(Into::into),
         Command::Models => {
             for a in kit::hub::ALIASES {
                 let cached = kit::hub::kit_home().join("models").join(a.gguf_file);

@@ -32,7 +32,10 @@ impl Turns {
 pub enum SftRow {
     /// `text` or `messages`.
     LanguageModeling(Turns),
-    PromptCompletion { prompt: Turns, completion: Turns },
+    PromptCompletion {
+        prompt: Turns,
+        completion: Turns,
+    },
 }
 
 /// One preference pair (DPO, reward models).
@@ -77,7 +80,10 @@ pub fn read_rows(path: &Path) -> Result<Vec<(Origin, Value)>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
         let Value::Array(items) = v else {
-            return Err(Error::file(path, "a .json dataset must be an array of objects (or use .jsonl)"));
+            return Err(Error::file(
+                path,
+                "a .json dataset must be an array of objects (or use .jsonl)",
+            ));
         };
         items.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
     } else {
@@ -189,7 +195,10 @@ fn load_with<T>(
         }
     }
     if out.rows.is_empty() {
-        return Err(Error::file(path, format!("no usable rows ({} skipped)", out.skipped.len())));
+        return Err(Error::file(
+            path,
+            format!("no usable rows ({} skipped)", out.skipped.len()),
+        ));
     }
     Ok(out)
 }
@@ -329,13 +338,19 @@ mod tests {
             "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{\"prompt\": \"q\", \"chosen\": 3, \"rejected\": \"b\"}\n",
         );
         let e = load_preference(&p, false).unwrap_err().to_string();
-        assert!(e.contains("bad.jsonl:2") && e.contains("`chosen`") && e.contains("a number"), "{e}");
+        assert!(
+            e.contains("bad.jsonl:2") && e.contains("`chosen`") && e.contains("a number"),
+            "{e}"
+        );
         let loaded = load_preference(&p, true).unwrap();
         assert_eq!((loaded.rows.len(), loaded.skipped.len()), (1, 1));
 
         let p = write("empty.jsonl", "{\"prompt\": \"q\", \"completion\": \"  \"}\n");
         let e = load_sft(&p, false).unwrap_err().to_string();
-        assert!(e.contains("empty.jsonl:1") && e.contains("`completion`") && e.contains("empty"), "{e}");
+        assert!(
+            e.contains("empty.jsonl:1") && e.contains("`completion`") && e.contains("empty"),
+            "{e}"
+        );
 
         let p = write("msg.jsonl", "{\"messages\": [{\"role\": \"user\"}]}\n");
         let e = load_sft(&p, false).unwrap_err().to_string();

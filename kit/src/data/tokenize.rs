@@ -117,7 +117,9 @@ pub fn prompt_completion_ids(tok: &Tokenizer, prompt: &Turns, completion: &Turns
                 Ok((prompt_ids, tok.encode(completion_text, false)?))
             }
         }
-        _ => Err(Error::msg("prompt and completion must both be text or both be conversations")),
+        _ => Err(Error::msg(
+            "prompt and completion must both be text or both be conversations",
+        )),
     }
 }
 
@@ -136,9 +138,12 @@ pub fn tokenize_sft(tok: &Tokenizer, row: &SftRow, completion_only_loss: bool) -
                 if m.role != "assistant" {
                     continue;
                 }
-                let (p, c) = prompt_completion_ids(tok, &Turns::Chat(msgs[..i].to_vec()), &Turns::Chat(vec![m.clone()]))?;
+                let (p, c) =
+                    prompt_completion_ids(tok, &Turns::Chat(msgs[..i].to_vec()), &Turns::Chat(vec![m.clone()]))?;
                 if p.len() < done || !p.starts_with(&out.ids[..done]) {
-                    return Err(Error::msg("the chat template re-renders earlier turns differently; use prompt/completion rows"));
+                    return Err(Error::msg(
+                        "the chat template re-renders earlier turns differently; use prompt/completion rows",
+                    ));
                 }
                 let ctx = p[done..].to_vec();
                 out.push(&ctx, false);
@@ -166,10 +171,14 @@ pub fn tokenize_pair(tok: &Tokenizer, row: &PreferenceRow) -> Result<TokenizedPa
     let (prompt, chosen) = prompt_completion_ids(tok, &row.prompt, &row.chosen)?;
     let (prompt2, rejected) = prompt_completion_ids(tok, &row.prompt, &row.rejected)?;
     if prompt != prompt2 {
-        return Err(Error::msg("the prompt tokenizes differently before `chosen` and `rejected`"));
+        return Err(Error::msg(
+            "the prompt tokenizes differently before `chosen` and `rejected`",
+        ));
     }
     if chosen.is_empty() || rejected.is_empty() {
-        return Err(Error::Input("`chosen` or `rejected` is empty after tokenization".into()));
+        return Err(Error::Input(
+            "`chosen` or `rejected` is empty after tokenization".into(),
+        ));
     }
     Ok(TokenizedPair {
         prompt,

@@ -152,11 +152,38 @@ fn strftime_now(fmt: &str) -> String {
         .replace("%m", &format!("{m:02}"))
 }
 
+/// Gemma's turn format, for Gemma base models published without a template (their vocabulary has the turn tokens).
+/// Gemma has no system role: system text becomes a user turn.
+const GEMMA_TURNS: &str = "{{ bos_token }}{% for message in messages %}\
+{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = 'user' %}{% endif %}\
+<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}\
+{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+
+/// ChatML, for base models whose vocabulary has `<|im_start|>` (Qwen, SmolLM) but no template.
+const CHATML_TURNS: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n\
+{{ message['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
 impl Tokenizer {
+    /// The template `apply_chat_template` uses: the model's own, else the turn format its vocabulary was built for
+    /// (Gemma's `<start_of_turn>`, ChatML's `<|im_start|>`), so that a base model can be taught to chat (cold-start
+    /// SFT).
+    pub fn effective_chat_template(&self) -> Option<&str> {
+        if let Some(t) = self.chat_template.as_deref() {
+            return Some(t);
+        }
+        if self.token_to_id("<start_of_turn>").is_some() && self.token_to_id("<end_of_turn>").is_some() {
+            Some(GEMMA_TURNS)
+        } else if self.token_to_id("<|im_start|>").is_some() && self.token_to_id("<|im_end|>").is_some() {
+            Some(CHATML_TURNS)
+        } else {
+            None
+        }
+    }
+
     /// Render the model's chat template, as transformers' `apply_chat_template(messages, tokenize=False)`.
     pub fn apply_chat_template(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let tpl = self.chat_template.as_deref().ok_or_else(|| {
-            Error::msg("this model has no chat template (it is a base model?); pass plain text instead")
+        let tpl = self.effective_chat_template().ok_or_else(|| {
+            Error::msg("this model has no chat template and no known turn tokens; pass plain text instead")
         })?;
         render_chat_template(
             tpl,
@@ -179,6 +206,18 @@ mod tests {
         let tpl = "{{ {'a': [1, 2], 'b': 'ね\"<&>'} | tojson }}|{{ [1] | tojson(indent=2) }}";
         let got = render_chat_template(tpl, &[], false, None, None, &serde_json::Value::Null).unwrap();
         assert_eq!(got, "{\"a\": [1, 2], \"b\": \"ね\\\"<&>\"}|[\n  1\n]");
+    }
+
+    #[test]
+    fn gemma_fallback_renders_turns() {
+        let msgs = [Message::user(" 猫は? "), Message::assistant("かわいい")];
+        let got = render_chat_template(GEMMA_TURNS, &msgs, true, Some("<bos>"), None, &serde_json::Value::Null).unwrap();
+        assert_eq!(
+            got,
+            "<bos><start_of_turn>user\n猫は?<end_of_turn>\n<start_of_turn>model\nかわいい<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let got = render_chat_template(CHATML_TURNS, &msgs[..1], true, None, None, &serde_json::Value::Null).unwrap();
+        assert_eq!(got, "<|im_start|>user\n 猫は? <|im_end|>\n<|im_start|>assistant\n");
     }
 
     #[test]

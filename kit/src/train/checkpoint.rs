@@ -43,7 +43,10 @@ pub fn save(
     adapter.save(&tmp)?;
     opt.save(&tmp.join("optimizer.safetensors"))?;
     extra(&tmp)?;
-    write_atomic(&tmp.join("trainer_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
+    write_atomic(
+        &tmp.join("trainer_state.json"),
+        serde_json::to_string_pretty(state)?.as_bytes(),
+    )?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
     }

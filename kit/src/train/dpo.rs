@@ -31,6 +31,18 @@ pub enum DpoLossType {
     Ipo,
 }
 
+/// The reference model of DPO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DpoReference {
+    /// The base model: the adapter switched off (TRL's behaviour with a PEFT model).
+    #[default]
+    Base,
+    /// The model as training starts, adapter included — e.g. after SFT in the same adapter. Its log-probs are
+    /// computed once before training (implies `precompute_ref_log_probs`).
+    Initial,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DpoConfig {
@@ -46,6 +58,8 @@ pub struct DpoConfig {
     pub truncation_mode: TruncationMode,
     /// Compute the reference log-probs once before training (saves a forward pass per step).
     pub precompute_ref_log_probs: bool,
+    /// Which model is the reference π_ref.
+    pub reference: DpoReference,
     pub skip_invalid_rows: bool,
 }
 
@@ -62,6 +76,7 @@ impl Default for DpoConfig {
             max_length: Some(1024),
             truncation_mode: TruncationMode::KeepEnd,
             precompute_ref_log_probs: false,
+            reference: DpoReference::Base,
             skip_invalid_rows: false,
         }
     }
@@ -158,17 +173,31 @@ impl Dpo {
     /// Reference log-probs (chosen, rejected) of each pair: the base model, adapter off, no graph.
     pub fn reference_logps(&self, model: &Model, adapter: &Adapter, pairs: &[&PairExample]) -> Result<Vec<(f32, f32)>> {
         let batch = self.batch(model, pairs)?;
-        let seq = adapter.with_disabled(|| -> Result<Tensor> {
+        let score = || -> Result<Tensor> {
             let s = token_scores(&model.decoder, &batch)?;
             sequence_logps(&s.logps.detach(), &batch.mask)
-        })?;
+        };
+        let was_training = adapter.is_training();
+        adapter.set_training(false);
+        let seq = match self.cfg.reference {
+            DpoReference::Base => adapter.with_disabled(score),
+            DpoReference::Initial => score(),
+        };
+        adapter.set_training(was_training);
+        let seq = seq?;
         let v = seq.to_vec1::<f32>()?;
         let n = pairs.len();
         Ok((0..n).map(|i| (v[i], v[n + i])).collect())
     }
 
     /// Fill in `ref_logps` for every example (precompute_ref_log_probs), in batches of `batch_size`.
-    pub fn precompute(&self, model: &Model, adapter: &Adapter, data: &mut [PairExample], batch_size: usize) -> Result<()> {
+    pub fn precompute(
+        &self,
+        model: &Model,
+        adapter: &Adapter,
+        data: &mut [PairExample],
+        batch_size: usize,
+    ) -> Result<()> {
         for chunk in data.chunks_mut(batch_size.max(1)) {
             let refs: Vec<&PairExample> = chunk.iter().collect();
             let out = self.reference_logps(model, adapter, &refs)?;
@@ -192,6 +221,11 @@ impl Objective for Dpo {
         let batch = self.batch(model, pairs)?;
         let refs = match pairs.iter().map(|p| p.ref_logps).collect::<Option<Vec<_>>>() {
             Some(r) => r,
+            None if self.cfg.reference == DpoReference::Initial => {
+                return Err(Error::msg(
+                    "reference = initial needs the reference log-probs precomputed (Dpo::precompute)",
+                ))
+            }
             None => self.reference_logps(model, adapter, pairs)?,
         };
         let dev = model.device();
@@ -209,8 +243,8 @@ impl Objective for Dpo {
             &counts.narrow(0, n, n)?,
             &self.cfg,
         )?;
-        let chosen = logit_stats(&scores.logits, &batch, 0..n)?;
-        let rejected = logit_stats(&scores.logits, &batch, n..2 * n)?;
+        let chosen = logit_stats(&scores, &batch, 0..n)?;
+        let rejected = logit_stats(&scores, &batch, n..2 * n)?;
         metrics.insert("logits/chosen".into(), chosen.mean_logit);
         metrics.insert("logits/rejected".into(), rejected.mean_logit);
         metrics.insert("mean_token_accuracy".into(), chosen.accuracy);
@@ -230,7 +264,12 @@ impl Objective for Dpo {
             (
                 "rewards",
                 "DPO implicit rewards",
-                vec!["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"],
+                vec![
+                    "rewards/chosen",
+                    "rewards/rejected",
+                    "rewards/margins",
+                    "rewards/accuracies",
+                ],
             ),
             (
                 "eval_rewards",
@@ -277,13 +316,13 @@ pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig)
 }
 
 /// Read, tokenize and train: the one-call DPO of notebooks and the CLI.
-pub fn train_dpo(
-    model: &Model,
-    adapter: &Adapter,
+pub fn dpo_trainer<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
     train_file: &Path,
     eval_file: Option<&Path>,
     cfg: &DpoConfig,
-) -> Result<TrainOutput> {
+) -> Result<Trainer<'a, Dpo>> {
     let loaded = load_preference(train_file, cfg.skip_invalid_rows)?;
     report_skipped(train_file, &loaded.skipped);
     let mut train = prepare(model, &loaded.rows, cfg)?;
@@ -292,12 +331,20 @@ pub fn train_dpo(
         None => vec![],
     };
     let dpo = Dpo::new(model, cfg.clone());
-    if cfg.precompute_ref_log_probs {
+    if cfg.precompute_ref_log_probs || cfg.reference == DpoReference::Initial {
         let bs = cfg.args.per_device_eval_batch_size;
         dpo.precompute(model, adapter, &mut train, bs)?;
         dpo.precompute(model, adapter, &mut eval, bs)?;
     }
-    Trainer::new(model, adapter, dpo, cfg.args.clone())
-        .with_data(train, eval)
-        .train()
+    Ok(Trainer::new(model, adapter, dpo, cfg.args.clone()).with_data(train, eval))
+}
+
+pub fn train_dpo(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    cfg: &DpoConfig,
+) -> Result<TrainOutput> {
+    dpo_trainer(model, adapter, train_file, eval_file, cfg)?.train()
 }

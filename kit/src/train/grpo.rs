@@ -143,7 +143,11 @@ pub fn advantages(
             if row.iter().all(|x| x.is_nan()) {
                 f64::NAN
             } else {
-                row.iter().zip(weights).filter(|(x, _)| !x.is_nan()).map(|(x, w)| x * w).sum()
+                row.iter()
+                    .zip(weights)
+                    .filter(|(x, _)| !x.is_nan())
+                    .map(|(x, w)| x * w)
+                    .sum()
             }
         })
         .collect();
@@ -213,9 +217,8 @@ pub fn grpo_loss(
     let mut per_token = surrogate.neg()?;
     let mut m = Metrics::new();
     let count = mask.sum_all()?.to_scalar::<f32>()? as f64;
-    let masked_mean = |x: &Tensor| -> Result<f64> {
-        Ok((x * mask)?.sum_all()?.to_scalar::<f32>()? as f64 / count.max(1.0))
-    };
+    let masked_mean =
+        |x: &Tensor| -> Result<f64> { Ok((x * mask)?.sum_all()?.to_scalar::<f32>()? as f64 / count.max(1.0)) };
     if cfg.beta != 0.0 {
         let reference = reference.ok_or_else(|| Error::msg("GRPO with beta > 0 needs reference log-probs"))?;
         let d = (reference - logps)?;
@@ -225,10 +228,7 @@ pub fn grpo_loss(
     }
     let masked = (per_token * mask)?;
     let loss = match cfg.loss_type {
-        GrpoLossType::Grpo => masked
-            .sum(1)?
-            .div(&mask.sum(1)?.clamp(1f32, f32::MAX)?)?
-            .mean_all()?,
+        GrpoLossType::Grpo => masked.sum(1)?.div(&mask.sum(1)?.clamp(1f32, f32::MAX)?)?.mean_all()?,
         GrpoLossType::DrGrpo => (masked.sum_all()? / (n * cfg.max_completion_length) as f64)?,
         GrpoLossType::Dapo | GrpoLossType::Bnpo => (masked.sum_all()? / count.max(1.0))?,
     };
@@ -244,7 +244,10 @@ pub fn grpo_loss(
         .broadcast_mul(&a.gt(0f32)?.to_dtype(DType::F32)?)?;
     m.insert("clip_ratio/low_mean".into(), masked_mean(&low)?);
     m.insert("clip_ratio/high_mean".into(), masked_mean(&high)?);
-    m.insert("clip_ratio/region_mean".into(), masked_mean(&(&low + &high)?.clamp(0f32, 1f32)?)?);
+    m.insert(
+        "clip_ratio/region_mean".into(),
+        masked_mean(&(&low + &high)?.clamp(0f32, 1f32)?)?,
+    );
     Ok((loss, m))
 }
 
@@ -288,7 +291,9 @@ impl Grpo {
         }
         let g = cfg.num_generations;
         if g < 2 {
-            return Err(Error::Input("num_generations must be at least 2 (advantages compare completions)".into()));
+            return Err(Error::Input(
+                "num_generations must be at least 2 (advantages compare completions)".into(),
+            ));
         }
         if cfg.args.per_device_train_batch_size % g != 0 {
             return Err(Error::Input(format!(
@@ -305,9 +310,18 @@ impl Grpo {
     }
 
     /// Sample G completions for each prompt, score them, and compute advantages.
-    fn rollout(&mut self, model: &Model, adapter: &Adapter, prompts: &[&PromptExample], at: StepInfo) -> Result<Rollout> {
+    fn rollout(
+        &mut self,
+        model: &Model,
+        adapter: &Adapter,
+        prompts: &[&PromptExample],
+        at: StepInfo,
+    ) -> Result<Rollout> {
         let g = self.cfg.num_generations;
-        let ids: Vec<Vec<u32>> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.ids.clone(), g)).collect();
+        let ids: Vec<Vec<u32>> = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.ids.clone(), g))
+            .collect();
         let gen_cfg = GenerationConfig {
             max_new_tokens: self.cfg.max_completion_length,
             sampling: SamplingParams {
@@ -317,7 +331,10 @@ impl Grpo {
                 top_k: self.cfg.top_k,
                 ..Default::default()
             },
-            seed: at.seed.wrapping_mul(1_000_003).wrapping_add((at.step * 1009 + at.micro) as u64),
+            seed: at
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((at.step * 1009 + at.micro) as u64),
             ..Default::default()
         };
         let was_training = adapter.is_training();
@@ -326,9 +343,14 @@ impl Grpo {
         adapter.set_training(was_training);
         let gens = gens?;
         let texts: Vec<String> = gens.iter().map(|x| x.text.clone()).collect();
-        let prompt_texts: Vec<String> = prompts.iter().flat_map(|p| std::iter::repeat_n(p.text.clone(), g)).collect();
-        let columns: Vec<Map<String, Value>> =
-            prompts.iter().flat_map(|p| std::iter::repeat_n(p.columns.clone(), g)).collect();
+        let prompt_texts: Vec<String> = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.text.clone(), g))
+            .collect();
+        let columns: Vec<Map<String, Value>> = prompts
+            .iter()
+            .flat_map(|p| std::iter::repeat_n(p.columns.clone(), g))
+            .collect();
         let input = RewardInput {
             prompts: &prompt_texts,
             completions: &texts,
@@ -371,13 +393,20 @@ impl Grpo {
             };
             let learn = !(is_truncated && self.cfg.mask_truncated_completions);
             t.ids.extend_from_slice(&gen.token_ids);
-            t.completion_mask.extend(std::iter::repeat_n(learn, gen.token_ids.len()));
+            t.completion_mask
+                .extend(std::iter::repeat_n(learn, gen.token_ids.len()));
             seqs.push(t);
         }
         let n = lengths.len() as f64;
         metrics.insert("completions/mean_length".into(), lengths.iter().sum::<f64>() / n);
-        metrics.insert("completions/min_length".into(), lengths.iter().cloned().fold(f64::MAX, f64::min));
-        metrics.insert("completions/max_length".into(), lengths.iter().cloned().fold(0.0, f64::max));
+        metrics.insert(
+            "completions/min_length".into(),
+            lengths.iter().cloned().fold(f64::MAX, f64::min),
+        );
+        metrics.insert(
+            "completions/max_length".into(),
+            lengths.iter().cloned().fold(0.0, f64::max),
+        );
         metrics.insert("completions/clipped_ratio".into(), truncated as f64 / n);
         let old_logps = if self.cfg.num_iterations > 1 {
             // π_old must stay the sampling policy for all iterations over this rollout.
@@ -410,7 +439,13 @@ impl Objective for Grpo {
         (per_device_batch / self.cfg.num_generations).max(1)
     }
 
-    fn loss(&mut self, model: &Model, adapter: &Adapter, prompts: &[&PromptExample], at: StepInfo) -> Result<StepOutput> {
+    fn loss(
+        &mut self,
+        model: &Model,
+        adapter: &Adapter,
+        prompts: &[&PromptExample],
+        at: StepInfo,
+    ) -> Result<StepOutput> {
         // A rollout is drawn at the first of every `num_iterations` steps and reused for the others.
         let round = at.step / self.cfg.num_iterations.max(1);
         let reuse = matches!(self.rollouts.get(&at.micro), Some((r, _)) if *r == round) && !at.eval;
@@ -440,21 +475,30 @@ impl Grpo {
     fn loss_on(&self, model: &Model, adapter: &Adapter, r: &Rollout) -> Result<StepOutput> {
         let refs: Vec<&Tokenized> = r.seqs.iter().collect();
         let batch = collate(&refs, self.pad_token_id, model.device())?;
+        if batch.mask.sum_all()?.to_scalar::<f32>()? == 0.0 {
+            // Every completion was truncated and masked out: nothing to learn from this micro-batch.
+            return Ok(StepOutput {
+                loss: Tensor::zeros((), DType::F32, model.device())?,
+                metrics: r.metrics.clone(),
+                num_tokens: batch.num_tokens,
+            });
+        }
         let scores = token_scores(&model.decoder, &batch)?;
         let old = match &r.old_logps {
             Some(o) => o.clone(),
             None => scores.logps.detach(),
         };
         let reference = if self.cfg.beta != 0.0 {
-            Some(adapter.with_disabled(|| -> Result<Tensor> {
-                Ok(token_scores(&model.decoder, &batch)?.logps.detach())
-            })?)
+            Some(
+                adapter
+                    .with_disabled(|| -> Result<Tensor> { Ok(token_scores(&model.decoder, &batch)?.logps.detach()) })?,
+            )
         } else {
             None
         };
         let adv = Tensor::from_vec(r.advantages.clone(), r.advantages.len(), model.device())?;
         let (loss, mut metrics) = grpo_loss(&scores.logps, &old, reference.as_ref(), &batch.mask, &adv, &self.cfg)?;
-        let stats = logit_stats(&scores.logits, &batch, 0..r.seqs.len())?;
+        let stats = logit_stats(&scores, &batch, 0..r.seqs.len())?;
         metrics.insert("entropy".into(), stats.entropy);
         metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
         Ok(StepOutput {
@@ -488,14 +532,14 @@ pub fn prepare(model: &Model, rows: &[(Origin, PromptRow)], cfg: &GrpoConfig) ->
 }
 
 /// Read, tokenize and train: the one-call GRPO of notebooks and the CLI.
-pub fn train_grpo(
-    model: &Model,
-    adapter: &Adapter,
+pub fn grpo_trainer<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
     train_file: &Path,
     eval_file: Option<&Path>,
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
-) -> Result<TrainOutput> {
+) -> Result<Trainer<'a, Grpo>> {
     let loaded = load_prompts(train_file, cfg.skip_invalid_rows)?;
     report_skipped(train_file, &loaded.skipped);
     let train = prepare(model, &loaded.rows, cfg)?;
@@ -504,7 +548,16 @@ pub fn train_grpo(
         None => vec![],
     };
     let grpo = Grpo::new(model, cfg.clone(), reward_funcs)?;
-    Trainer::new(model, adapter, grpo, cfg.args.clone())
-        .with_data(train, eval)
-        .train()
+    Ok(Trainer::new(model, adapter, grpo, cfg.args.clone()).with_data(train, eval))
+}
+
+pub fn train_grpo(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    reward_funcs: Vec<Box<dyn RewardFunction>>,
+    cfg: &GrpoConfig,
+) -> Result<TrainOutput> {
+    grpo_trainer(model, adapter, train_file, eval_file, reward_funcs, cfg)?.train()
 }

@@ -27,7 +27,9 @@ pub fn collate(seqs: &[&Tokenized], pad: u32, device: &Device) -> Result<SeqBatc
     let b = seqs.len();
     let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
     if b == 0 || t < 2 {
-        return Err(Error::Input("a batch needs at least one sequence of two or more tokens".into()));
+        return Err(Error::Input(
+            "a batch needs at least one sequence of two or more tokens".into(),
+        ));
     }
     let mut ids = Vec::with_capacity(b * t);
     let mut mask = Vec::with_capacity(b * (t - 1));
@@ -45,22 +47,54 @@ pub fn collate(seqs: &[&Tokenized], pad: u32, device: &Device) -> Result<SeqBatc
     })
 }
 
-/// Per-token log-probs (b, t − 1), differentiable w.r.t. whatever is trainable, and the logits that produced them
-/// ((b·(t − 1), vocab), f32) for metrics.
+/// Per-token log-probs (b, t − 1), differentiable w.r.t. whatever is trainable (0 where the mask is 0), and the
+/// logits of the scored positions ((k, vocab), f32, k = positions with a non-zero mask) for metrics.
 pub struct TokenScores {
     pub logps: Tensor,
     pub logits: Tensor,
+    /// (row, position) of each of the k scored logits rows.
+    pub positions: Vec<(usize, usize)>,
 }
 
-/// Run the decoder on `batch` and score every next token.
+/// Run the decoder on `batch` and score every next token the mask counts.
+///
+/// The LM head runs only on those positions: over a 262k vocabulary (Gemma) the head is most of the cost, and
+/// prompts and padding need no logits.
 pub fn token_scores(decoder: &Decoder, batch: &SeqBatch) -> Result<TokenScores> {
     let (b, t) = batch.ids.dims2()?;
-    let logits = decoder.forward(&batch.ids, None, None)?;
-    let v = logits.dim(2)?;
-    let pred = logits.narrow(1, 0, t - 1)?.reshape((b * (t - 1), v))?;
-    let targets = batch.ids.narrow(1, 1, t - 1)?.contiguous()?.flatten_all()?;
-    let logps = token_log_probs(&pred, &targets)?.reshape((b, t - 1))?;
-    Ok(TokenScores { logps, logits: pred })
+    let mask = batch.mask.to_vec2::<f32>()?;
+    let ids = batch.ids.to_vec2::<u32>()?;
+    let mut flat = vec![];
+    let mut targets = vec![];
+    let mut positions = vec![];
+    for (r, row) in mask.iter().enumerate() {
+        for (j, &m) in row.iter().enumerate() {
+            if m != 0.0 {
+                flat.push((r * (t - 1) + j) as u32);
+                targets.push(ids[r][j + 1]);
+                positions.push((r, j));
+            }
+        }
+    }
+    if flat.is_empty() {
+        return Err(Error::Input("nothing to score: every position of the batch is masked out".into()));
+    }
+    let k = flat.len();
+    let dev = batch.ids.device();
+    let hidden = decoder.forward_hidden(&batch.ids, None, None)?;
+    let h = hidden.dim(2)?;
+    let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
+    let index = Tensor::from_vec(flat, k, dev)?;
+    let logits = decoder.logits(&hidden.index_select(&index, 0)?)?;
+    let picked = token_log_probs(&logits, &Tensor::from_vec(targets, k, dev)?)?;
+    let logps = Tensor::zeros(b * (t - 1), DType::F32, dev)?
+        .index_add(&index, &picked, 0)?
+        .reshape((b, t - 1))?;
+    Ok(TokenScores {
+        logps,
+        logits,
+        positions,
+    })
 }
 
 /// Σⱼ mask·logp per row: (b,).
@@ -68,7 +102,7 @@ pub fn sequence_logps(token_logps: &Tensor, mask: &Tensor) -> Result<Tensor> {
     Ok((token_logps * mask)?.sum(1)?)
 }
 
-/// Statistics of the logits over the masked positions, with no gradient: (mean logit, token accuracy, mean entropy).
+/// Statistics of the scored logits of rows `rows`, with no gradient.
 ///
 /// The mean logit is averaged over the vocabulary too (TRL's `logits/chosen`); the accuracy compares the arg-max
 /// with the target (`mean_token_accuracy`); the entropy is −Σ p log p of each predicted distribution.
@@ -79,18 +113,18 @@ pub struct LogitStats {
     pub count: f64,
 }
 
-pub fn logit_stats(logits: &Tensor, batch: &SeqBatch, rows: std::ops::Range<usize>) -> Result<LogitStats> {
-    let (_, t) = batch.ids.dims2()?;
-    let z = logits.detach().narrow(0, rows.start * (t - 1), rows.len() * (t - 1))?;
-    let w = batch.mask.narrow(0, rows.start, rows.len())?.flatten_all()?;
-    let targets = batch
-        .ids
-        .narrow(0, rows.start, rows.len())?
-        .narrow(1, 1, t - 1)?
-        .contiguous()?
-        .flatten_all()?;
-    let count = w.sum_all()?.to_scalar::<f32>()? as f64;
-    if count == 0.0 {
+pub fn logit_stats(scores: &TokenScores, batch: &SeqBatch, rows: std::ops::Range<usize>) -> Result<LogitStats> {
+    let ids = batch.ids.to_vec2::<u32>()?;
+    let mut sel = vec![];
+    let mut targets = vec![];
+    for (i, &(r, j)) in scores.positions.iter().enumerate() {
+        if rows.contains(&r) {
+            sel.push(i as u32);
+            targets.push(ids[r][j + 1]);
+        }
+    }
+    let count = sel.len() as f64;
+    if sel.is_empty() {
         return Ok(LogitStats {
             mean_logit: 0.0,
             accuracy: 0.0,
@@ -98,15 +132,21 @@ pub fn logit_stats(logits: &Tensor, batch: &SeqBatch, rows: std::ops::Range<usiz
             count,
         });
     }
-    let mean_per_row = z.mean(D::Minus1)?;
-    let mean_logit = (&mean_per_row * &w)?.sum_all()?.to_scalar::<f32>()? as f64 / count;
-    let hit = z.argmax(D::Minus1)?.eq(&targets)?.to_dtype(DType::F32)?;
-    let accuracy = (hit * &w)?.sum_all()?.to_scalar::<f32>()? as f64 / count;
+    let dev = scores.logits.device();
+    let n = sel.len();
+    let z = scores.logits.detach().index_select(&Tensor::from_vec(sel, n, dev)?, 0)?;
+    let targets = Tensor::from_vec(targets, n, dev)?;
+    let mean_logit = z.mean_all()?.to_scalar::<f32>()? as f64;
+    let accuracy = z
+        .argmax(D::Minus1)?
+        .eq(&targets)?
+        .to_dtype(DType::F32)?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64;
     let p = candle_nn::ops::softmax_last_dim(&z)?;
     let max = z.max_keepdim(D::Minus1)?;
     let lse = (z.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?.squeeze(1)?;
-    let entropy_rows = (lse - (p * &z)?.sum(D::Minus1)?)?;
-    let entropy = (entropy_rows * &w)?.sum_all()?.to_scalar::<f32>()? as f64 / count;
+    let entropy = (lse - (p * &z)?.sum(D::Minus1)?)?.mean_all()?.to_scalar::<f32>()? as f64;
     Ok(LogitStats {
         mean_logit,
         accuracy,
@@ -131,7 +171,10 @@ mod tests {
         };
         let batch = collate(&[&a, &b], 0, &Device::Cpu).unwrap();
         assert_eq!(batch.ids.to_vec2::<u32>().unwrap(), vec![vec![5, 6, 7], vec![8, 9, 0]]);
-        assert_eq!(batch.mask.to_vec2::<f32>().unwrap(), vec![vec![1.0, 1.0], vec![1.0, 0.0]]);
+        assert_eq!(
+            batch.mask.to_vec2::<f32>().unwrap(),
+            vec![vec![1.0, 1.0], vec![1.0, 0.0]]
+        );
         assert_eq!(batch.num_tokens, 5);
     }
 }

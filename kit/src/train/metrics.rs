@@ -68,7 +68,14 @@ pub fn read_metrics(path: &Path) -> Result<Vec<Metrics>> {
 }
 
 /// Keys shown next to the bar, in this order, when present.
-const SHOWN: [&str; 6] = ["loss", "rewards/accuracies", "rewards/margins", "reward", "kl", "mean_token_accuracy"];
+const SHOWN: [&str; 6] = [
+    "loss",
+    "rewards/accuracies",
+    "rewards/margins",
+    "reward",
+    "kl",
+    "mean_token_accuracy",
+];
 
 pub struct Progress {
     bar: Option<ProgressBar>,

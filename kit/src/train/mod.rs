@@ -95,6 +95,8 @@ pub struct TrainOutput {
     /// Where the final adapter is (or the interrupt checkpoint).
     pub adapter_dir: PathBuf,
     pub interrupted: bool,
+    /// Wall-clock seconds of this call (transformers' `train_runtime`).
+    pub train_runtime: f64,
 }
 
 impl TrainOutput {
@@ -145,7 +147,9 @@ impl<'a, O: Objective> Trainer<'a, O> {
         let mut epoch = 0u64;
         while out.len() < upto {
             let mut idx: Vec<usize> = (0..n).collect();
-            idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(self.args.seed.wrapping_add(epoch)));
+            idx.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+                self.args.seed.wrapping_add(epoch),
+            ));
             out.extend(idx);
             epoch += 1;
         }
@@ -158,7 +162,9 @@ impl<'a, O: Objective> Trainer<'a, O> {
         self.adapter.set_training(false);
         let mut sum = Metrics::new();
         let mut batches = 0f64;
-        let bs = self.objective.batch_examples(self.args.per_device_eval_batch_size.max(1));
+        let bs = self
+            .objective
+            .batch_examples(self.args.per_device_eval_batch_size.max(1));
         let eval: Vec<&O::Example> = self.eval_data.iter().collect();
         for chunk in eval.chunks(bs) {
             let out = self.objective.loss(
@@ -233,7 +239,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
             self.adapter.load_weights(&dir)?;
             opt.load(&dir.join("optimizer.safetensors"))?;
             self.objective.load_extra(&dir)?;
-            state = TrainerState { max_steps: total, ..saved };
+            state = TrainerState {
+                max_steps: total,
+                ..saved
+            };
         }
         let mut log = MetricsLog::open(&out_dir.join("metrics.jsonl"), state.global_step)?;
         let order = self.order(total * per_step);
@@ -242,6 +251,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
         let mut window_steps = 0usize;
         let mut last_checkpoint: Option<PathBuf> = checkpoint::list(&out_dir).pop().map(|(_, p)| p);
         let mut interrupted = false;
+        let started = std::time::Instant::now();
+        let first_step = state.global_step;
 
         while state.global_step < total {
             let step = state.global_step;
@@ -361,12 +372,20 @@ impl<'a, O: Objective> Trainer<'a, O> {
             crate::plot::save_metrics_plot(&history, &keys, title, &out_dir.join(format!("{stem}.svg")))?;
         }
         let losses: Vec<f64> = history.iter().filter_map(|m| m.get("loss").copied()).collect();
+        let train_runtime = started.elapsed().as_secs_f64();
+        let steps_run = (state.global_step - first_step).max(1) as f64;
+        progress.println(&format!(
+            "train_runtime {train_runtime:.1}s  train_steps_per_second {:.3}  train_samples_per_second {:.3}",
+            steps_run / train_runtime,
+            steps_run * per_step as f64 / train_runtime
+        ));
         Ok(TrainOutput {
             global_step: state.global_step,
             training_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
             log_history: history,
             adapter_dir,
             interrupted,
+            train_runtime,
         })
     }
 }

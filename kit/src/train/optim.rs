@@ -89,7 +89,11 @@ impl AdamW {
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let dev = self.vars.first().map(|v| v.device().clone()).unwrap_or(candle_core::Device::Cpu);
+        let dev = self
+            .vars
+            .first()
+            .map(|v| v.device().clone())
+            .unwrap_or(candle_core::Device::Cpu);
         let t = candle_core::safetensors::load(path, &dev)
             .map_err(|e| Error::file(path, format!("cannot read optimizer state: {e}")))?;
         for i in 0..self.vars.len() {

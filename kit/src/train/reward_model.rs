@@ -102,7 +102,10 @@ impl RewardHead {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let mut t = HashMap::new();
-        t.insert("score.weight".to_string(), self.weight.as_tensor().to_device(&candle_core::Device::Cpu)?);
+        t.insert(
+            "score.weight".to_string(),
+            self.weight.as_tensor().to_device(&candle_core::Device::Cpu)?,
+        );
         let path = dir.join(HEAD_FILE);
         let tmp = dir.join(format!(".{HEAD_FILE}.tmp"));
         candle_core::safetensors::save(&t, &tmp)?;
@@ -203,13 +206,13 @@ impl Objective for RewardTraining {
 }
 
 /// Read, tokenize and train a reward model; the head is saved as `reward_head.safetensors` beside the adapter.
-pub fn train_reward(
-    model: &Model,
-    adapter: &Adapter,
+pub fn reward_trainer<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
     train_file: &Path,
     eval_file: Option<&Path>,
     cfg: &RewardConfig,
-) -> Result<TrainOutput> {
+) -> Result<Trainer<'a, RewardTraining>> {
     let dpo_like = super::dpo::DpoConfig {
         max_length: cfg.max_length,
         truncation_mode: TruncationMode::KeepEnd,
@@ -224,9 +227,17 @@ pub fn train_reward(
         None => vec![],
     };
     let objective = RewardTraining::new(model, cfg.clone())?;
-    Trainer::new(model, adapter, objective, cfg.args.clone())
-        .with_data(train, eval)
-        .train()
+    Ok(Trainer::new(model, adapter, objective, cfg.args.clone()).with_data(train, eval))
+}
+
+pub fn train_reward(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    cfg: &RewardConfig,
+) -> Result<TrainOutput> {
+    reward_trainer(model, adapter, train_file, eval_file, cfg)?.train()
 }
 
 /// A trained reward model, ready to score (prompt, completion) pairs — also usable as a GRPO reward function.

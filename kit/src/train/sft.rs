@@ -84,7 +84,7 @@ impl Objective for Sft {
         }
         let loss = ((&scores.logps * &batch.mask)?.sum_all()? * (-1.0 / count))?;
         let b = batch.lengths.len();
-        let stats = logit_stats(&scores.logits, &batch, 0..b)?;
+        let stats = logit_stats(&scores, &batch, 0..b)?;
         let mut metrics = Metrics::new();
         metrics.insert("mean_token_accuracy".into(), stats.accuracy);
         metrics.insert("entropy".into(), stats.entropy);
@@ -106,7 +106,10 @@ pub fn prepare(model: &Model, rows: &[(Origin, SftRow)], cfg: &SftConfig) -> Res
             t.truncate(max, cfg.truncation_mode);
         }
         if t.len() < 2 || !t.completion_mask[1..].iter().any(|&m| m) {
-            let msg = format!("{at}: no completion token left after truncation to max_length {:?}", cfg.max_length);
+            let msg = format!(
+                "{at}: no completion token left after truncation to max_length {:?}",
+                cfg.max_length
+            );
             if cfg.skip_invalid_rows {
                 continue;
             }
@@ -118,13 +121,13 @@ pub fn prepare(model: &Model, rows: &[(Origin, SftRow)], cfg: &SftConfig) -> Res
 }
 
 /// Read, tokenize and train: the one-call SFT of notebooks and the CLI.
-pub fn train_sft(
-    model: &Model,
-    adapter: &Adapter,
+pub fn sft_trainer<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
     train_file: &Path,
     eval_file: Option<&Path>,
     cfg: &SftConfig,
-) -> Result<TrainOutput> {
+) -> Result<Trainer<'a, Sft>> {
     let train = load_sft(train_file, cfg.skip_invalid_rows)?;
     report_skipped(train_file, &train.skipped);
     let train = prepare(model, &train.rows, cfg)?;
@@ -132,9 +135,17 @@ pub fn train_sft(
         Some(p) => prepare(model, &load_sft(p, cfg.skip_invalid_rows)?.rows, cfg)?,
         None => vec![],
     };
-    Trainer::new(model, adapter, Sft::new(model), cfg.args.clone())
-        .with_data(train, eval)
-        .train()
+    Ok(Trainer::new(model, adapter, Sft::new(model), cfg.args.clone()).with_data(train, eval))
+}
+
+pub fn train_sft(
+    model: &Model,
+    adapter: &Adapter,
+    train_file: &Path,
+    eval_file: Option<&Path>,
+    cfg: &SftConfig,
+) -> Result<TrainOutput> {
+    sft_trainer(model, adapter, train_file, eval_file, cfg)?.train()
 }
 
 pub(crate) fn report_skipped(path: &Path, skipped: &[String]) {

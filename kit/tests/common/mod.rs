@@ -70,3 +70,33 @@ pub fn fill_lora_b(adapter: &kit::lora::Adapter) {
         b.set(&Tensor::from_vec(vals, (out, r), &Device::Cpu).unwrap()).unwrap();
     }
 }
+
+/// A tiny fixture model wrapped as a `Model` with a word-level tokenizer of its 256 ids ("t0" … "t255"; BOS t1, EOS
+/// t2, pad t0): enough for trainers fed with token ids.
+pub fn tiny_model(name: &str) -> kit::model::Model {
+    use tokenizers::models::wordlevel::WordLevel;
+    let vocab: std::collections::HashMap<String, u32> = (0..256u32).map(|i| (format!("t{i}"), i)).collect();
+    let wl = WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("t0".into())
+        .build()
+        .unwrap();
+    let mut inner = tokenizers::Tokenizer::new(wl);
+    inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
+    let tokenizer = kit::tokenizer::Tokenizer {
+        inner,
+        bos_token: Some("t1".into()),
+        eos_token: Some("t2".into()),
+        pad_token: Some("t0".into()),
+        add_bos_token: false,
+        extra_eos_tokens: vec![],
+        chat_template: None,
+    };
+    let dir = fixtures().join("tiny").join(name);
+    kit::model::Model {
+        name: name.into(),
+        files: kit::hub::ModelFiles::Dir(dir),
+        decoder: tiny_decoder(name),
+        tokenizer,
+    }
+}

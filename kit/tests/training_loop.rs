@@ -1,0 +1,243 @@
+//! The shared training loop on a tiny fixture model: resuming reproduces an uninterrupted run, gradient accumulation
+//! equals one big batch, NaN stops with the last good checkpoint named, metrics carry TRL's keys, and SFT learns.
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use kit::data::Tokenized;
+use kit::lora::{self, Adapter, LoraConfig};
+use kit::model::Model;
+use kit::train::sft::Sft;
+use kit::train::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+
+/// Deterministic token sequences; the first 3 tokens are prompt, the rest completion.
+fn examples(n: usize, len: usize) -> Vec<Tokenized> {
+    (0..n)
+        .map(|i| Tokenized {
+            ids: (0..len).map(|j| (3 + (i * 7 + j * 13) % 250) as u32).collect(),
+            completion_mask: (0..len).map(|j| j >= 3).collect(),
+        })
+        .collect()
+}
+
+fn args(out: &std::path::Path, steps: usize) -> TrainingArguments {
+    TrainingArguments {
+        output_dir: out.to_path_buf(),
+        learning_rate: 1e-2,
+        per_device_train_batch_size: 2,
+        max_steps: Some(steps),
+        logging_steps: 1,
+        warmup_steps: 2,
+        disable_tqdm: true,
+        ..Default::default()
+    }
+}
+
+fn setup_with_dropout(dropout: f32) -> (Model, Adapter) {
+    let mut model = common::tiny_model("llama");
+    let adapter = lora::attach(
+        &mut model.decoder,
+        &LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            lora_dropout: dropout,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (model, adapter)
+}
+
+fn setup() -> (Model, Adapter) {
+    setup_with_dropout(0.1)
+}
+
+fn run(args: TrainingArguments, stop_at_once: bool) -> (TrainOutput, Vec<Vec<f32>>) {
+    let (model, adapter) = setup();
+    let mut t = Trainer::new(&model, &adapter, Sft::new(&model), args).with_data(examples(10, 9), examples(4, 9));
+    t.stop.store(stop_at_once, Ordering::Relaxed);
+    let out = t.train().unwrap();
+    let weights = adapter
+        .vars()
+        .iter()
+        .map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect();
+    (out, weights)
+}
+
+fn losses(history: &[Metrics]) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter_map(|m| Some((m["step"], *m.get("loss")?)))
+        .collect()
+}
+
+#[test]
+fn resumed_run_repeats_the_uninterrupted_one() {
+    let a_dir = common::temp_dir("loop-full");
+    let (full, full_w) = run(args(&a_dir, 6), false);
+    assert_eq!(full.global_step, 6);
+
+    // Interrupted after the first step (the stop flag, as Ctrl-C sets it), then resumed from the checkpoint.
+    let b_dir = common::temp_dir("loop-resumed");
+    let (stopped, _) = run(args(&b_dir, 6), true);
+    assert!(stopped.interrupted && stopped.global_step == 1);
+    assert!(b_dir.join("checkpoint-1/optimizer.safetensors").exists());
+    let resumed_args = TrainingArguments {
+        resume_from_checkpoint: Some("latest".into()),
+        ..args(&b_dir, 6)
+    };
+    let (resumed, resumed_w) = run(resumed_args, false);
+    assert_eq!(resumed.global_step, 6);
+
+    // metrics.jsonl of the resumed run reads like the uninterrupted one, step by step.
+    let a = losses(&full.log_history);
+    let b = losses(&kit::train::metrics::read_metrics(&b_dir.join("metrics.jsonl")).unwrap());
+    assert_eq!(a.len(), 6);
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+    for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
+        assert_eq!(sa, sb);
+        assert!((la - lb).abs() < 1e-6, "step {sa}: {la} vs {lb}");
+    }
+    // Losses must move, or the comparison above proves nothing.
+    assert!((a[0].1 - a[5].1).abs() > 1e-3, "{a:?}");
+    for (x, y) in full_w.iter().zip(&resumed_w) {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() < 1e-6);
+        }
+    }
+}
+
+#[test]
+fn metrics_lines_carry_trl_keys_and_eval() {
+    let dir = common::temp_dir("loop-metrics");
+    let (out, _) = run(args(&dir, 2), false);
+    let train_line = &out.log_history[0];
+    for k in [
+        "loss",
+        "grad_norm",
+        "learning_rate",
+        "epoch",
+        "num_tokens",
+        "step",
+        "mean_token_accuracy",
+        "entropy",
+    ] {
+        assert!(train_line.contains_key(k), "missing {k} in {train_line:?}");
+    }
+    // Warm-up of 2 steps from 0: the first step runs at lr 0, the second at half the peak.
+    assert_eq!(train_line["learning_rate"], 0.0);
+    assert!((out.log_history[1]["learning_rate"] - 5e-3).abs() < 1e-12);
+    assert_eq!(train_line["num_tokens"], 18.0);
+    let eval = out.log_history.iter().find(|m| m.contains_key("eval_loss")).unwrap();
+    assert!(eval.contains_key("eval_mean_token_accuracy"));
+    assert!(dir.join("loss.svg").exists() && dir.join("adapter_model.safetensors").exists());
+}
+
+#[test]
+fn accumulation_equals_one_big_batch() {
+    // With equal-length examples, 2 micro-batches of 2 average to the same gradient as one batch of 4.
+    let run_with = |bs: usize, accum: usize, name: &str| {
+        let dir = common::temp_dir(name);
+        let (model, adapter) = setup_with_dropout(0.0);
+        let a = TrainingArguments {
+            per_device_train_batch_size: bs,
+            gradient_accumulation_steps: accum,
+            warmup_steps: 0,
+            max_steps: Some(1),
+            ..args(&dir, 1)
+        };
+        Trainer::new(&model, &adapter, Sft::new(&model), a)
+            .with_data(examples(8, 9), vec![])
+            .train()
+            .unwrap();
+        adapter
+            .vars()
+            .iter()
+            .flat_map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect::<Vec<f32>>()
+    };
+    let big = run_with(4, 1, "accum-big");
+    let small = run_with(2, 2, "accum-small");
+    let max = big.iter().zip(&small).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max < 1e-6, "max difference {max}");
+}
+
+/// SFT's loss, except that step 2 (0-based) returns NaN.
+struct NanAtStep2(Sft);
+
+impl Objective for NanAtStep2 {
+    type Example = Tokenized;
+    fn name(&self) -> &'static str {
+        "sft"
+    }
+    fn loss(&mut self, m: &Model, a: &Adapter, b: &[&Tokenized], at: StepInfo) -> kit::Result<StepOutput> {
+        let mut out = self.0.loss(m, a, b, at)?;
+        if at.step == 2 && !at.eval {
+            out.loss = (out.loss * f64::NAN)?;
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn nan_loss_stops_and_names_the_last_good_checkpoint() {
+    let dir = common::temp_dir("loop-nan");
+    let (model, adapter) = setup();
+    let a = TrainingArguments {
+        save_steps: Some(1),
+        ..args(&dir, 5)
+    };
+    let err = Trainer::new(&model, &adapter, NanAtStep2(Sft::new(&model)), a)
+        .with_data(examples(10, 9), vec![])
+        .train()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN") && err.contains("step 3"), "{err}");
+    assert!(err.contains("checkpoint-2"), "{err}");
+    assert!(dir.join("checkpoint-2/adapter_model.safetensors").exists());
+}
+
+#[test]
+fn sft_fits_its_data() {
+    let dir = common::temp_dir("loop-sft-learns");
+    let a = TrainingArguments {
+        learning_rate: 5e-2,
+        max_steps: Some(40),
+        warmup_steps: 0,
+        ..args(&dir, 40)
+    };
+    let (model, adapter) = setup_with_dropout(0.0);
+    let out = Trainer::new(&model, &adapter, Sft::new(&model), a)
+        .with_data(examples(2, 9), vec![])
+        .train()
+        .unwrap();
+    let l = losses(&out.log_history);
+    let (first, last) = (l[0].1, l[l.len() - 1].1);
+    assert!(last < first - 0.75, "loss {first} → {last}");
+}
+
+#[test]
+fn resuming_a_different_trainer_is_refused() {
+    let dir = common::temp_dir("loop-wrong-kind");
+    let _ = run(args(&dir, 1), false);
+    let (model, adapter) = setup();
+    let a = TrainingArguments {
+        resume_from_checkpoint: Some("latest".into()),
+        ..args(&dir, 2)
+    };
+    let dpo = kit::train::dpo::Dpo::new(&model, Default::default());
+    let err = Trainer::new(&model, &adapter, dpo, a)
+        .with_data(
+            vec![kit::train::dpo::PairExample {
+                chosen: examples(1, 6).remove(0),
+                rejected: examples(2, 6).remove(1),
+                ref_logps: None,
+            }],
+            vec![],
+        )
+        .train()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sft checkpoint") && err.contains("dpo run"), "{err}");
+}
