@@ -148,8 +148,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let pref_train = load_preference(&pref_dir.join("train.jsonl"), false)?.rows;
     let pref_eval = load_preference(&pref_dir.join("dev.jsonl"), false)?.rows;
     let mut pref_train = crate::train::dpo::prepare(&model, &pref_train[..pref_train.len().min(per_run)], &dpo_cfg)?;
-    let mut pref_eval =
-        crate::train::dpo::prepare(&model, &pref_eval[..pref_eval.len().min(EVAL_ROWS)], &dpo_cfg)?;
+    let mut pref_eval = crate::train::dpo::prepare(&model, &pref_eval[..pref_eval.len().min(EVAL_ROWS)], &dpo_cfg)?;
     let objective = Dpo::new(&model, dpo_cfg.clone());
     objective.precompute(&model, &adapter, &mut pref_train, 8)?;
     objective.precompute(&model, &adapter, &mut pref_eval, 8)?;

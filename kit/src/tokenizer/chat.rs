@@ -211,7 +211,8 @@ mod tests {
     #[test]
     fn gemma_fallback_renders_turns() {
         let msgs = [Message::user(" 猫は? "), Message::assistant("かわいい")];
-        let got = render_chat_template(GEMMA_TURNS, &msgs, true, Some("<bos>"), None, &serde_json::Value::Null).unwrap();
+        let got =
+            render_chat_template(GEMMA_TURNS, &msgs, true, Some("<bos>"), None, &serde_json::Value::Null).unwrap();
         assert_eq!(
             got,
             "<bos><start_of_turn>user\n猫は?<end_of_turn>\n<start_of_turn>model\nかわいい<end_of_turn>\n<start_of_turn>model\n"

@@ -77,7 +77,9 @@ pub fn token_scores(decoder: &Decoder, batch: &SeqBatch) -> Result<TokenScores> 
         }
     }
     if flat.is_empty() {
-        return Err(Error::Input("nothing to score: every position of the batch is masked out".into()));
+        return Err(Error::Input(
+            "nothing to score: every position of the batch is masked out".into(),
+        ));
     }
     let k = flat.len();
     let dev = batch.ids.device();
@@ -134,7 +136,10 @@ pub fn logit_stats(scores: &TokenScores, batch: &SeqBatch, rows: std::ops::Range
     }
     let dev = scores.logits.device();
     let n = sel.len();
-    let z = scores.logits.detach().index_select(&Tensor::from_vec(sel, n, dev)?, 0)?;
+    let z = scores
+        .logits
+        .detach()
+        .index_select(&Tensor::from_vec(sel, n, dev)?, 0)?;
     let targets = Tensor::from_vec(targets, n, dev)?;
     let mean_logit = z.mean_all()?.to_scalar::<f32>()? as f64;
     let accuracy = z

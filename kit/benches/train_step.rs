@@ -1,0 +1,111 @@
+//! DPO and GRPO optimizer-step time and peak memory on SmolLM2-135M (GGUF base, LoRA r = 16 on all projections),
+//! through the real trainers on the shipped data. Each trainer runs in its own process so peak RSS is its own.
+//! Run: `cargo bench -p kit --bench train_step`.
+use std::path::PathBuf;
+
+use kit::lora::{self, LoraConfig};
+use kit::prelude::*;
+use kit::train::dpo::{Dpo, DpoConfig};
+use kit::train::grpo::{Grpo, GrpoConfig};
+use kit::train::{Trainer, TrainingArguments};
+
+const STEPS: usize = 3;
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn datasets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../datasets")
+}
+
+fn args(name: &str, bs: usize) -> TrainingArguments {
+    TrainingArguments {
+        output_dir: std::env::temp_dir().join(format!("kit-bench-{name}-{}", std::process::id())),
+        learning_rate: 1e-5,
+        per_device_train_batch_size: bs,
+        max_steps: Some(STEPS),
+        logging_steps: 1,
+        disable_tqdm: true,
+        ..Default::default()
+    }
+}
+
+fn run(which: &str) -> anyhow::Result<()> {
+    let mut model = Model::load("smollm2-135m", &LoadOptions::default())?;
+    let cfg = LoraConfig {
+        r: 16,
+        lora_alpha: 32.0,
+        ..Default::default()
+    };
+    let adapter = lora::attach(&mut model.decoder, &cfg)?;
+    let (label, out) = match which {
+        "dpo" => {
+            let c = DpoConfig {
+                args: args("dpo", 4),
+                max_length: Some(256),
+                ..Default::default()
+            };
+            let rows = kit::data::load_preference(&datasets().join("pref_ja/train.jsonl"), false)?.rows;
+            let data = kit::train::dpo::prepare(&model, &rows[..16], &c)?;
+            let out = Trainer::new(&model, &adapter, Dpo::new(&model, c.clone()), c.args.clone())
+                .with_data(data, vec![])
+                .train()?;
+            ("DPO: 4 pairs/step, reference pass each step", out)
+        }
+        _ => {
+            let c = GrpoConfig {
+                args: args("grpo", 8),
+                num_generations: 4,
+                max_completion_length: 64,
+                beta: 0.04,
+                ..Default::default()
+            };
+            let rows = kit::data::load_prompts(&datasets().join("math_ja/train.jsonl"), false)?.rows;
+            let data = kit::train::grpo::prepare(&model, &rows[..8], &c)?;
+            let funcs = vec![kit::rewards::builtin("format")?, kit::rewards::builtin("accuracy")?];
+            let out = Trainer::new(&model, &adapter, Grpo::new(&model, c.clone(), funcs)?, c.args.clone())
+                .with_data(data, vec![])
+                .train()?;
+            ("GRPO: 2 prompts × 4 completions ≤ 64 tokens, β = 0.04", out)
+        }
+    };
+    let tokens: f64 = out
+        .log_history
+        .last()
+        .and_then(|m| m.get("num_tokens").copied())
+        .unwrap_or(0.0);
+    println!(
+        "| {label} | {:.2} | {:.0} | {:.0} |",
+        out.train_runtime / STEPS as f64,
+        tokens / out.train_runtime,
+        peak_rss_mb()
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--one") {
+        return run(args.get(pos + 1).map(String::as_str).unwrap_or("dpo"));
+    }
+    println!("SmolLM2-135M (GGUF Q4_1 base), LoRA r=16 on all 7 projections, {STEPS} optimizer steps each, CPU");
+    println!("| trainer | s/step | tokens/s | peak RSS MB |");
+    println!("|---|---|---|---|");
+    let exe = std::env::current_exe()?;
+    for which in ["dpo", "grpo"] {
+        let out = std::process::Command::new(&exe).args(["--one", which]).output()?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(())
+}
