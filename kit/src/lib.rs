@@ -38,5 +38,10 @@ pub mod prelude {
     pub use crate::model::{LoadOptions, Model, ModelConfig};
     pub use crate::sampling::SamplingParams;
     pub use crate::tokenizer::{Message, Tokenizer};
+    pub use crate::train::dpo::{train_dpo, DpoConfig, DpoLossType, DpoReference};
+    pub use crate::train::grpo::{train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
+    pub use crate::train::reward_model::{train_reward, RewardConfig, RewardModel};
+    pub use crate::train::sft::{train_sft, SftConfig};
+    pub use crate::train::{TrainOutput, TrainingArguments};
     pub use candle_core::{DType, Device, Tensor};
 }

@@ -53,9 +53,11 @@ where
     })
 }
 
-/// 1 when the completion states its answer in the expected form (`答え: 42`, or `\boxed{42}`), else 0.
+/// 1 when the completion states its answer in the expected form (`答え: 42`, `Answer: 42` or `\boxed{42}`),
+/// else 0.
 pub fn format_reward() -> Box<dyn RewardFunction> {
-    let re = Regex::new(r"(答え\s*[:：は]\s*[-−－]?[0-9０-９]|\\boxed\{\s*-?[0-9])").expect("a valid pattern");
+    let re = Regex::new(r"(答え\s*[:：は]\s*[-−－]?[0-9０-９]|(?i:answer)\s*[:：]\s*-?[0-9]|\\boxed\{\s*-?[0-9])")
+        .expect("a valid pattern");
     reward_fn("format", move |_, c, _| if re.is_match(c) { 1.0 } else { 0.0 })
 }
 
@@ -131,6 +133,7 @@ mod tests {
         let mut f = builtin("format").unwrap();
         assert_eq!(score(&mut f, "10−2=8。答え: 8", Map::new()), 1.0);
         assert_eq!(score(&mut f, "8匹です", Map::new()), 0.0);
+        assert_eq!(score(&mut f, "So the answer: 8", Map::new()), 1.0);
         let mut a = builtin("accuracy").unwrap();
         assert_eq!(score(&mut a, "10−2=8。答え: 8", answer.clone()), 1.0);
         assert_eq!(score(&mut a, "答え: 9", answer), 0.0);

@@ -49,8 +49,10 @@ pub struct QuickstartReport {
     pub dpo: TrainOutput,
 }
 
+/// Greedy answers (with a repetition penalty: small models otherwise loop, which hides what training changed).
 fn answers(model: &Model, prompts: &[String]) -> Result<Vec<String>> {
-    let cfg = GenerationConfig::greedy(64).with_chat(true);
+    let mut cfg = GenerationConfig::greedy(64).with_chat(true);
+    cfg.sampling.repetition_penalty = 1.3;
     Ok(model
         .generate(prompts, &cfg)?
         .into_iter()
@@ -137,7 +139,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         a.dpo_steps
     );
     let dpo_cfg = DpoConfig {
-        args: common(a.dpo_steps, 5e-5, "dpo"),
+        args: common(a.dpo_steps, 5e-4, "dpo"),
         beta: 0.1,
         max_length: Some(192),
         reference: DpoReference::Initial,

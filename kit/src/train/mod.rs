@@ -227,6 +227,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
             num_tokens: 0,
             trainer: self.objective.name().to_string(),
         };
+        // The newest checkpoint of *this* run (a fresh run ignores older folders in output_dir).
+        let mut last_checkpoint: Option<PathBuf> = None;
         if let Some(spec) = &args.resume_from_checkpoint {
             let dir = checkpoint::resolve(&out_dir, spec)?;
             let saved = checkpoint::load_state(&dir)?;
@@ -243,13 +245,13 @@ impl<'a, O: Objective> Trainer<'a, O> {
                 max_steps: total,
                 ..saved
             };
+            last_checkpoint = Some(dir);
         }
         let mut log = MetricsLog::open(&out_dir.join("metrics.jsonl"), state.global_step)?;
         let order = self.order(total * per_step);
         let mut progress = Progress::new(total, state.global_step, args.disable_tqdm);
         let mut window: Metrics = Metrics::new();
         let mut window_steps = 0usize;
-        let mut last_checkpoint: Option<PathBuf> = checkpoint::list(&out_dir).pop().map(|(_, p)| p);
         let mut interrupted = false;
         let started = std::time::Instant::now();
         let first_step = state.global_step;
