@@ -48,6 +48,13 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, weights: Option<&Tensor>
     })
 }
 
+/// log σ(x) = min(x, 0) − log(1 + e^−|x|), elementwise and differentiable; stable for large |x| (the DPO and
+/// Bradley–Terry losses).
+pub fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
+    let zeros = x.zeros_like()?;
+    Ok((x.minimum(&zeros)? - (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
+}
+
 /// log p(tᵢ | zᵢ) = zᵢ,ₜᵢ − logsumexp(zᵢ) for each row of `logits` (rows, vocab): (rows,), f32, differentiable.
 ///
 /// The building block of DPO, GRPO and every sequence score: ∂/∂zᵢ = gᵢ (onehot(tᵢ) − softmax(zᵢ)), computed in the

@@ -28,6 +28,7 @@ fn args(out: &std::path::Path, steps: usize) -> TrainingArguments {
         max_steps: Some(steps),
         logging_steps: 1,
         warmup_steps: 2,
+        eval_on_start: true,
         disable_tqdm: true,
         ..Default::default()
     }
@@ -112,7 +113,7 @@ fn resumed_run_repeats_the_uninterrupted_one() {
 fn metrics_lines_carry_trl_keys_and_eval() {
     let dir = common::temp_dir("loop-metrics");
     let (out, _) = run(args(&dir, 2), false);
-    let train_line = &out.log_history[0];
+    let train_line = out.log_history.iter().find(|m| m.contains_key("loss")).unwrap();
     for k in [
         "loss",
         "grad_norm",
@@ -127,10 +128,13 @@ fn metrics_lines_carry_trl_keys_and_eval() {
     }
     // Warm-up of 2 steps from 0: the first step runs at lr 0, the second at half the peak.
     assert_eq!(train_line["learning_rate"], 0.0);
-    assert!((out.log_history[1]["learning_rate"] - 5e-3).abs() < 1e-12);
+    let second = out.log_history.iter().filter(|m| m.contains_key("loss")).nth(1).unwrap();
+    assert!((second["learning_rate"] - 5e-3).abs() < 1e-12);
     assert_eq!(train_line["num_tokens"], 18.0);
-    let eval = out.log_history.iter().find(|m| m.contains_key("eval_loss")).unwrap();
-    assert!(eval.contains_key("eval_mean_token_accuracy"));
+    let evals: Vec<&Metrics> = out.log_history.iter().filter(|m| m.contains_key("eval_loss")).collect();
+    assert!(evals[0].contains_key("eval_mean_token_accuracy"));
+    // eval_on_start, then the end of the run.
+    assert_eq!(evals.iter().map(|m| m["step"]).collect::<Vec<_>>(), vec![0.0, 2.0]);
     assert!(dir.join("loss.svg").exists() && dir.join("adapter_model.safetensors").exists());
 }
 

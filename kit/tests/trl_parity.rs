@@ -177,6 +177,7 @@ fn grpo_loss_and_advantages_match_trl() {
                 _ => GrpoLossType::Bnpo,
             },
             max_completion_length: fx["max_completion_length"].as_u64().unwrap() as usize,
+            use_bias_correction_kl: case["use_bias_correction_kl"].as_bool().unwrap(),
             ..Default::default()
         };
         let logps = Var::from_tensor(&tensor2(&fx["per_token_logps"])).unwrap();

@@ -185,13 +185,15 @@ def grpo_cases():
     old = logps + 0.3 * torch.randn(n, t, generator=gen)
     ref = logps + 0.2 * torch.randn(n, t, generator=gen)
     cases = []
-    for loss_type, beta, eps_high, scale in [
-        ("grpo", 0.0, 0.2, "group"),
-        ("grpo", 0.04, 0.28, "batch"),
-        ("dr_grpo", 0.04, 0.2, "none"),
-        ("dapo", 0.0, 0.28, "group"),
-        ("dapo", 0.04, 0.2, "group"),
-        ("bnpo", 0.04, 0.2, "batch"),
+    for loss_type, beta, eps_high, scale, bias_kl in [
+        ("grpo", 0.0, 0.2, "group", True),
+        ("grpo", 0.04, 0.28, "batch", False),
+        ("grpo", 0.04, 0.28, "batch", True),
+        ("dr_grpo", 0.04, 0.2, "none", True),
+        ("dapo", 0.0, 0.28, "group", True),
+        ("dapo", 0.04, 0.2, "group", False),
+        ("dapo", 0.04, 0.2, "group", True),
+        ("bnpo", 0.04, 0.2, "batch", True),
     ]:
         adv, reward_metrics = grpo_advantages(rewards_per_func, weights, g, scale)
         leaf = logps.clone().requires_grad_(True)
@@ -202,7 +204,7 @@ def grpo_cases():
             vllm_importance_sampling_correction=False, model=SimpleNamespace(training=True),
             current_gradient_accumulation_steps=1, max_completion_length=t, accelerator=accelerator(),
             _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, aux_loss_enabled=False,
-            args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+            args=SimpleNamespace(use_bias_correction_kl=bias_kl, delta=None, steps_per_generation=1),
             _entropy_bonus_enabled=False, use_adaptive_entropy=False, entropy_coef=0.0,
         )
         inputs = {
@@ -219,10 +221,10 @@ def grpo_cases():
         loss.backward()
         metrics = {k: float(v[-1]) for k, v in me._metrics["train"].items() if k != "entropy"}
         metrics.update(reward_metrics)
-        name = f"grpo_{loss_type}_beta{beta}_eh{eps_high}_{scale}"
+        name = f"grpo_{loss_type}_beta{beta}_eh{eps_high}_{scale}_biaskl{bias_kl}"
         cases.append({
             "name": name, "loss_type": loss_type, "beta": beta, "epsilon": 0.2, "epsilon_high": eps_high,
-            "scale_rewards": scale, "loss": loss.item(), "advantages": adv.tolist(),
+            "scale_rewards": scale, "use_bias_correction_kl": bias_kl, "loss": loss.item(), "advantages": adv.tolist(),
             "grad_per_token_logps": leaf.grad.tolist(), "metrics": metrics,
         })
         print(name, f"loss={loss.item():.6f}")

@@ -113,6 +113,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         warmup_ratio: 0.1,
         logging_steps: 5,
         eval_steps: Some(steps.div_ceil(2).max(1)),
+        eval_on_start: true,
         seed: a.seed,
         ..Default::default()
     };

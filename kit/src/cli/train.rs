@@ -98,6 +98,9 @@ pub struct CommonArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_steps: Option<usize>,
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub eval_on_start: bool,
+    #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_steps: Option<usize>,
     #[arg(long)]

@@ -32,6 +32,8 @@ pub struct TrainingArguments {
     pub logging_steps: usize,
     /// Evaluate on the held-out split every this many steps (and at the end); `None` = only at the end.
     pub eval_steps: Option<usize>,
+    /// Also evaluate before the first step (the starting point of the held-out curves).
+    pub eval_on_start: bool,
     /// Save a checkpoint every this many steps; `None` = only at the end.
     pub save_steps: Option<usize>,
     /// Keep at most this many `checkpoint-*` folders (oldest removed first).
@@ -63,6 +65,7 @@ impl Default for TrainingArguments {
             seed: 42,
             logging_steps: 10,
             eval_steps: None,
+            eval_on_start: false,
             save_steps: None,
             save_total_limit: None,
             resume_from_checkpoint: None,

@@ -19,6 +19,7 @@ use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, Trai
 use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
 use crate::data::{load_preference, Origin, PreferenceRow};
 use crate::lora::Adapter;
+use crate::loss::log_sigmoid;
 use crate::model::Model;
 use crate::{Error, Result};
 
@@ -80,12 +81,6 @@ impl Default for DpoConfig {
             skip_invalid_rows: false,
         }
     }
-}
-
-/// log σ(x) = min(x, 0) − log(1 + e^−|x|), stable for large |x|.
-fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
-    let zeros = x.zeros_like()?;
-    Ok((x.minimum(&zeros)? - (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?)
 }
 
 /// DPO loss of a batch from sequence log-probs (each (B,), f32; the reference ones constant) and, for IPO, the

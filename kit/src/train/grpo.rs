@@ -5,7 +5,8 @@
 //! ρᵢ,ₜ = π(oᵢ,ₜ | ·) / π_old(oᵢ,ₜ | ·), the per-token loss is the clipped surrogate (PPO, Schulman et al. 2017)
 //!   ℓᵢ,ₜ = −min(ρ Â, clip(ρ, 1 − ε, 1 + ε_high) Â) + β · KL̂ᵢ,ₜ,
 //! KL̂ = π_ref/π − log(π_ref/π) − 1 (Schulman's k3 estimator, unbiased and ≥ 0), the reference being the base model
-//! (adapter off). Aggregation over tokens (`loss_type`):
+//! (adapter off); with `use_bias_correction_kl` (TRL's default) the KL term is weighted by ρ. Aggregation over tokens
+//! (`loss_type`):
 //! - grpo: mean over each completion's tokens, then over completions (the paper's 1/|oᵢ| weighting);
 //! - dr_grpo (Liu et al. 2025, "Understanding R1-Zero-Like Training"): Σ ℓ / (N · max_completion_length);
 //! - dapo (Yu et al. 2025) and bnpo: Σ ℓ / Σ tokens over the batch.
@@ -71,6 +72,9 @@ pub struct GrpoConfig {
     pub scale_rewards: ScaleRewards,
     /// Weights of the reward functions (default: all 1).
     pub reward_weights: Option<Vec<f64>>,
+    /// Multiply the KL term by the importance ratio ρ (TRL's default): its gradient is then the unbiased reverse-KL
+    /// gradient (DeepSeek-V3.2), and differs from the plain k3 gradient even on-policy where ρ = 1.
+    pub use_bias_correction_kl: bool,
     /// Leave completions cut at `max_completion_length` out of the loss (DAPO).
     pub mask_truncated_completions: bool,
     /// Wrap text prompts as a user turn with the chat template.
@@ -97,6 +101,7 @@ impl Default for GrpoConfig {
             loss_type: GrpoLossType::Dapo,
             scale_rewards: ScaleRewards::Group,
             reward_weights: None,
+            use_bias_correction_kl: true,
             mask_truncated_completions: false,
             chat: false,
             skip_invalid_rows: false,
@@ -222,7 +227,10 @@ pub fn grpo_loss(
     if cfg.beta != 0.0 {
         let reference = reference.ok_or_else(|| Error::msg("GRPO with beta > 0 needs reference log-probs"))?;
         let d = (reference - logps)?;
-        let kl = ((d.exp()? - &d)? - 1.0)?;
+        let mut kl = ((d.exp()? - &d)? - 1.0)?;
+        if cfg.use_bias_correction_kl {
+            kl = (kl * &ratio)?;
+        }
         m.insert("kl".into(), masked_mean(&kl.detach())?);
         per_token = (per_token + (kl * cfg.beta)?)?;
     }

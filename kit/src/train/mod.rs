@@ -256,6 +256,13 @@ impl<'a, O: Objective> Trainer<'a, O> {
         let started = std::time::Instant::now();
         let first_step = state.global_step;
 
+        if args.eval_on_start && state.global_step == 0 && !self.eval_data.is_empty() {
+            let mut line = self.evaluate(0)?;
+            line.insert("epoch".into(), 0.0);
+            line.insert("step".into(), 0.0);
+            log.write(&line)?;
+            progress.log(&line);
+        }
         while state.global_step < total {
             let step = state.global_step;
             let lr = lr_at(args.lr_scheduler_type, args.learning_rate, step, warmup, total);

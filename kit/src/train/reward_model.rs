@@ -59,9 +59,7 @@ pub fn reward_loss(
     if let Some(m) = margin {
         diff = (diff - m)?;
     }
-    let zeros = diff.zeros_like()?;
-    let log_sig = (diff.minimum(&zeros)? - (diff.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    let mut loss = log_sig.mean_all()?.neg()?;
+    let mut loss = crate::loss::log_sigmoid(&diff)?.mean_all()?.neg()?;
     if let Some(c) = center_rewards_coefficient {
         loss = (loss + ((chosen + rejected)?.sqr()?.mean_all()? * c)?)?;
     }
