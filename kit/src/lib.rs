@@ -20,15 +20,21 @@ pub mod generate;
 pub mod hub;
 pub mod lora;
 pub mod loss;
+pub mod memory;
 pub mod model;
+pub mod notebook;
 pub mod plot;
 pub mod quant;
 pub mod rewards;
 pub mod sampling;
+pub mod score;
 pub mod tokenizer;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// kit's version (Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a notebook or example needs: `use kit::prelude::*;`.
 pub mod prelude {
@@ -36,6 +42,7 @@ pub mod prelude {
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
     pub use crate::lora::{Adapter, LoraConfig, TargetModules};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
+    pub use crate::notebook::{Chart, Table};
     pub use crate::sampling::SamplingParams;
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{train_dpo, DpoConfig, DpoLossType, DpoReference};

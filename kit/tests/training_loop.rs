@@ -128,7 +128,12 @@ fn metrics_lines_carry_trl_keys_and_eval() {
     }
     // Warm-up of 2 steps from 0: the first step runs at lr 0, the second at half the peak.
     assert_eq!(train_line["learning_rate"], 0.0);
-    let second = out.log_history.iter().filter(|m| m.contains_key("loss")).nth(1).unwrap();
+    let second = out
+        .log_history
+        .iter()
+        .filter(|m| m.contains_key("loss"))
+        .nth(1)
+        .unwrap();
     assert!((second["learning_rate"] - 5e-3).abs() < 1e-12);
     assert_eq!(train_line["num_tokens"], 18.0);
     let evals: Vec<&Metrics> = out.log_history.iter().filter(|m| m.contains_key("eval_loss")).collect();
@@ -244,4 +249,22 @@ fn resuming_a_different_trainer_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("sft checkpoint") && err.contains("dpo run"), "{err}");
+}
+
+#[test]
+fn log_prob_is_the_sum_of_next_token_log_softmax() {
+    let model = common::tiny_model("llama");
+    let got = model.log_prob("t5 t9 t200 t17").unwrap();
+    let ids = candle_core::Tensor::new(&[[5u32, 9, 200, 17]], &candle_core::Device::Cpu).unwrap();
+    let logits = model.decoder.forward(&ids, None, None).unwrap();
+    let lsm = candle_nn::ops::log_softmax(&logits, 2)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let want: f64 = [(0, 9), (1, 200), (2, 17)].iter().map(|&(i, t)| lsm[i][t] as f64).sum();
+    assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    let c = model.completion_log_prob("t5 t9", "t200 t17").unwrap();
+    assert!((c - (lsm[1][200] + lsm[2][17]) as f64).abs() < 1e-4);
 }

@@ -37,11 +37,25 @@ enum Command {
     Reward(kit::cli::train::RewardArgs),
     /// The main job: SFT then DPO on the shipped Japanese data, answers before/after, metrics and plots.
     Quickstart(kit::cli::quickstart::QuickstartArgs),
+    /// The Rust Jupyter kernel with kit preloaded.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+    /// Open JupyterLab on the course notebooks (installs the kernel and Jupyter when missing).
+    Notebook {
+        #[arg(long, default_value = "notebooks")]
+        dir: std::path::PathBuf,
+    },
     /// Download models into the local cache ahead of time (aliases, hub ids).
     Fetch {
         /// Models to fetch; default: every built-in alias.
         names: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum KernelCommand {
+    /// Install evcxr_jupyter if missing and register the "Rust (kit)" kernel.
+    Install,
 }
 
 #[derive(Parser)]
@@ -89,6 +103,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(a) => generate(a),
+        Command::Kernel(KernelCommand::Install) => {
+            let p = kit::cli::kernel::install()?;
+            println!("kernel \"Rust (kit)\" registered: {}", p.kernel_json.display());
+            println!("evcxr_jupyter: {}", p.evcxr_jupyter.display());
+            println!("start-up commands: {}", p.config_dir.join("init.evcxr").display());
+            println!("kit crate: {}", p.kit_crate.display());
+            println!("the first kernel start builds kit (a few minutes); later ones reuse the cache");
+            Ok(())
+        }
+        Command::Notebook { dir } => Ok(kit::cli::kernel::notebook(&dir)?),
         Command::Sft(a) => kit::cli::train::sft(a).map(drop).map_err(Into::into),
         Command::Dpo(a) => kit::cli::train::dpo(a).map(drop).map_err(Into::into),
         Command::Grpo(a) => kit::cli::train::grpo(a).map(drop).map_err(Into::into),

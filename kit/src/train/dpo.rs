@@ -297,8 +297,8 @@ pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig)
                 continue;
             }
             return Err(Error::Input(format!(
-                "{at}: no completion token left after truncation to max_length {:?}",
-                cfg.max_length
+                "{at}: no completion token left after truncation to max_length {} (raise max_length, or pass skip_invalid_rows to drop such rows)",
+                cfg.max_length.map_or("none".to_string(), |m| m.to_string())
             )));
         }
         out.push(PairExample {

@@ -107,8 +107,8 @@ pub fn prepare(model: &Model, rows: &[(Origin, SftRow)], cfg: &SftConfig) -> Res
         }
         if t.len() < 2 || !t.completion_mask[1..].iter().any(|&m| m) {
             let msg = format!(
-                "{at}: no completion token left after truncation to max_length {:?}",
-                cfg.max_length
+                "{at}: no completion token left after truncation to max_length {} (raise max_length, or pass skip_invalid_rows to drop such rows)",
+                cfg.max_length.map_or("none".to_string(), |m| m.to_string())
             );
             if cfg.skip_invalid_rows {
                 continue;

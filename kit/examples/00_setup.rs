@@ -1,0 +1,21 @@
+//! Notebook 00 as a program: the device kit picks, the memory plan for QLoRA training of 0.27B–3B models, and a first
+//! generation with Gemma 3 270M. Run: `cargo run --release --example 00_setup`.
+use kit::prelude::*;
+
+fn main() -> anyhow::Result<()> {
+    println!("kit {}", kit::VERSION);
+    let (device, dtype) = kit::device::pick_device(DeviceChoice::Auto)?;
+    println!("device: {device:?}, activations: {dtype:?}");
+
+    println!("{}", kit::memory::table(&kit::memory::course_plans()));
+
+    let model = Model::load("gemma3-270m", &LoadOptions::default())?;
+    println!(
+        "{} parameters, vocabulary {}",
+        model.decoder.num_parameters(),
+        model.config().vocab_size
+    );
+    let out = model.generate(&["日本の首都は"], &GenerationConfig::greedy(16))?;
+    println!("日本の首都は{}", out[0].text);
+    Ok(())
+}
