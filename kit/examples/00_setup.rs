@@ -9,7 +9,15 @@ fn main() -> anyhow::Result<()> {
 
     println!("{}", kit::memory::table(&kit::memory::course_plans()));
 
-    let model = Model::load("gemma3-270m", &LoadOptions::default())?;
+    // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
+    let model_id = "gemma3-270m";
+    let model = Model::load(
+        model_id,
+        &LoadOptions {
+            load_in_4bit: true,
+            ..Default::default()
+        },
+    )?;
     println!(
         "{} parameters, vocabulary {}",
         model.decoder.num_parameters(),

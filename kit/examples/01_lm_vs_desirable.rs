@@ -3,7 +3,15 @@
 use kit::prelude::*;
 
 fn main() -> anyhow::Result<()> {
-    let model = Model::load("gemma3-270m", &LoadOptions::default())?;
+    // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
+    let model_id = "gemma3-270m";
+    let model = Model::load(
+        model_id,
+        &LoadOptions {
+            load_in_4bit: true,
+            ..Default::default()
+        },
+    )?;
     let pairs = [
         ("ねこはかわいい。", "ねこはかわいくない。"),
         ("富士山は日本で一番高い山です。", "富士山は日本で一番低い山です。"),

@@ -6,7 +6,15 @@ use std::path::Path;
 use kit::prelude::*;
 
 fn main() -> anyhow::Result<()> {
-    let mut model = Model::load("gemma3-270m", &LoadOptions::default())?;
+    // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
+    let model_id = "gemma3-270m";
+    let mut model = Model::load(
+        model_id,
+        &LoadOptions {
+            load_in_4bit: true,
+            ..Default::default()
+        },
+    )?;
     let lora = LoraConfig {
         r: 16,
         lora_alpha: 32.0,

@@ -6,10 +6,19 @@ use std::path::Path;
 use kit::prelude::*;
 
 fn main() -> anyhow::Result<()> {
-    let mut model = Model::load("gemma3-270m", &LoadOptions::default())?;
+    // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
+    let model_id = "gemma3-270m";
+    let mut model = Model::load(
+        model_id,
+        &LoadOptions {
+            load_in_4bit: true,
+            ..Default::default()
+        },
+    )?;
     let lora = LoraConfig {
         r: 16,
         lora_alpha: 32.0,
+        init_seed: 42, // the CLI's default seed, so `kit dpo` with the same flags is the same run
         ..Default::default()
     };
     let adapter = kit::lora::attach(&mut model.decoder, &lora)?;
@@ -21,6 +30,7 @@ fn main() -> anyhow::Result<()> {
             max_steps: Some(20),
             logging_steps: 5,
             eval_steps: Some(10),
+            eval_on_start: true,
             ..Default::default()
         },
         beta: 0.1,

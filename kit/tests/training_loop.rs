@@ -242,6 +242,7 @@ fn resuming_a_different_trainer_is_refused() {
                 chosen: examples(1, 6).remove(0),
                 rejected: examples(2, 6).remove(1),
                 ref_logps: None,
+                margin: None,
             }],
             vec![],
         )

@@ -8,8 +8,8 @@
 //!    in seconds, and two open notebooks do not collide) and `:dep kit` on this checkout's `kit/` crate;
 //! 3. registers the kernelspec "Rust (kit)" in Jupyter's user data dir (`kernels/kit/kernel.json`), which starts
 //!    evcxr with `EVCXR_CONFIG_DIR` pointing at that folder.
-//! The notebooks also say `:dep kit = { path = "../kit" }` in their first cell, so they run under the plain "Rust"
-//! kernel too (as CI and Colab do).
+//! The notebooks name this kernel ("kit") in their metadata, and also say `:dep kit = { path = "../kit" }` in their
+//! first cell, so they run under evcxr's plain "rust" kernel too (as CI and Colab do).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -86,7 +86,8 @@ pub fn rust_target_libdir() -> Option<PathBuf> {
         .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
-/// `LD_LIBRARY_PATH` for an evcxr kernel: the standard library's folder first, then whatever was set.
+/// `LD_LIBRARY_PATH` for an evcxr kernel: the standard library's folder first, then whatever was set (CUDA's
+/// libraries, say).
 pub fn kernel_library_path() -> Option<std::ffi::OsString> {
     let dir = rust_target_libdir()?;
     let old = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
@@ -122,7 +123,7 @@ pub fn install() -> Result<KernelPaths> {
         "interrupt_mode": "message",
         "env": {
             "EVCXR_CONFIG_DIR": config_dir.to_string_lossy(),
-            "LD_LIBRARY_PATH": rust_target_libdir().map(|p| p.to_string_lossy().to_string()).unwrap_or_default(),
+            "LD_LIBRARY_PATH": kernel_library_path().map(|p| p.to_string_lossy().to_string()).unwrap_or_default(),
         },
     });
     let kernel_json = kernel_dir.join("kernel.json");

@@ -286,16 +286,31 @@ pub fn build_config<C: Serialize + DeserializeOwned + Default>(
     serde_json::from_value(Value::Object(merged)).map_err(|e| Error::Input(format!("trainer settings: {e}")))
 }
 
-/// (train file, eval file): a folder means its train.jsonl and dev.jsonl; a file's eval split is a sibling dev.jsonl.
+/// `dir/<stem>.jsonl`, else `dir/<stem>.json` when only that exists.
+fn split_file(dir: &Path, stem: &str) -> PathBuf {
+    let jsonl = dir.join(format!("{stem}.jsonl"));
+    let json = dir.join(format!("{stem}.json"));
+    if !jsonl.exists() && json.exists() {
+        json
+    } else {
+        jsonl
+    }
+}
+
+/// (train file, eval file): a folder means its train.jsonl and dev.jsonl (or .json); a file's eval split is a
+/// sibling dev.jsonl (or dev.json).
 pub fn dataset_files(common: &CommonArgs) -> Result<(PathBuf, Option<PathBuf>)> {
     let d = &common.dataset;
-    let train = if d.is_dir() { d.join("train.jsonl") } else { d.clone() };
+    let train = if d.is_dir() { split_file(d, "train") } else { d.clone() };
     if !train.exists() {
         return Err(Error::file(&train, "training data not found"));
     }
     let eval = match &common.eval_dataset {
         Some(p) => Some(p.clone()),
-        None => Some(train.with_file_name("dev.jsonl")).filter(|p| p.exists() && *p != train),
+        None => train
+            .parent()
+            .map(|dir| split_file(dir, "dev"))
+            .filter(|p| p.exists() && *p != train),
     };
     Ok((train, eval))
 }

@@ -44,6 +44,8 @@ pub struct PreferenceRow {
     pub prompt: Turns,
     pub chosen: Turns,
     pub rejected: Turns,
+    /// TRL's optional `margin` column: how much better `chosen` is, used by the reward-model loss.
+    pub margin: Option<f64>,
 }
 
 /// One prompt for online methods (GRPO), with the row's other columns for the reward functions.
@@ -73,21 +75,22 @@ pub struct Loaded<T> {
     pub skipped: Vec<String>,
 }
 
-/// Every row of a `.jsonl` file, or of a `.json` file holding an array of objects (line = index + 1 there).
+/// Every row of a `.jsonl` file, or of a `.json` file holding an array of objects (line = index + 1 there) or
+/// JSON Lines (what `datasets.Dataset.to_json` writes by default).
 pub fn read_rows(path: &Path) -> Result<Vec<(Origin, Value)>> {
-    let is_json_array = path.extension().is_some_and(|e| e == "json");
-    let rows = if is_json_array {
+    let json_array = if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))?;
-        let Value::Array(items) = v else {
-            return Err(Error::file(
-                path,
-                "a .json dataset must be an array of objects (or use .jsonl)",
-            ));
-        };
-        items.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+        Some(text).filter(|t| t.trim_start().starts_with('['))
     } else {
-        super::read_jsonl(path)?
+        None
+    };
+    let rows = match json_array {
+        Some(text) => {
+            let items: Vec<Value> =
+                serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON array: {e}")))?;
+            items.into_iter().enumerate().map(|(i, v)| (i + 1, v)).collect()
+        }
+        None => super::read_jsonl(path)?,
     };
     if rows.is_empty() {
         return Err(Error::file(path, "the dataset has no rows"));
@@ -235,17 +238,30 @@ pub fn load_preference(path: &Path, skip_invalid: bool) -> Result<Loaded<Prefere
         let chosen = turns(at, obj, "chosen")?;
         let rejected = turns(at, obj, "rejected")?;
         same_flavour(at, ("chosen", &chosen), ("rejected", &rejected))?;
-        if obj.contains_key("prompt") {
+        let margin = match obj.get("margin") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64().filter(|m| m.is_finite()),
+            Some(other) => {
+                return Err(row_error(
+                    at,
+                    "margin",
+                    format!("must be a number, got {}", kind(other)),
+                ))
+            }
+        };
+        let row = if obj.contains_key("prompt") {
             let prompt = turns(at, obj, "prompt")?;
             same_flavour(at, ("prompt", &prompt), ("chosen", &chosen))?;
-            Ok(PreferenceRow {
+            PreferenceRow {
                 prompt,
                 chosen,
                 rejected,
-            })
+                margin: None,
+            }
         } else {
-            extract_prompt(chosen, rejected).map_err(|msg| row_error(at, "chosen", msg))
-        }
+            extract_prompt(chosen, rejected).map_err(|msg| row_error(at, "chosen", msg))?
+        };
+        Ok(PreferenceRow { margin, ..row })
     })
 }
 
@@ -276,6 +292,7 @@ pub fn extract_prompt(chosen: Turns, rejected: Turns) -> std::result::Result<Pre
                 prompt: Turns::Chat(c[..n].to_vec()),
                 chosen: Turns::Chat(c[n..].to_vec()),
                 rejected: Turns::Chat(r[n..].to_vec()),
+                margin: None,
             })
         }
         (Turns::Text(c), Turns::Text(r)) => {
@@ -295,6 +312,7 @@ pub fn extract_prompt(chosen: Turns, rejected: Turns) -> std::result::Result<Pre
                 prompt: Turns::Text(c[..split].to_string()),
                 chosen: Turns::Text(c[split..].to_string()),
                 rejected: Turns::Text(r[split..].to_string()),
+                margin: None,
             })
         }
         _ => Err("`chosen` and `rejected` must both be text or both be message lists".into()),
@@ -359,6 +377,44 @@ mod tests {
         let p = write("broken.jsonl", "{\"text\": \"a\"}\n{\"text\": \n");
         let e = load_sft(&p, false).unwrap_err().to_string();
         assert!(e.contains("broken.jsonl") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn json_files_hold_an_array_or_json_lines() {
+        let array = write("rows.json", "[{\"text\": \"a\"},\n {\"text\": \"b\"}]");
+        let lines = write("lines.json", "{\"text\": \"a\"}\n{\"text\": \"b\"}\n");
+        for p in [&array, &lines] {
+            let rows = load_sft(p, false).unwrap().rows;
+            assert_eq!(rows.len(), 2, "{}", p.display());
+            assert_eq!(rows[1].0.line, 2);
+        }
+        let p = write("bad.json", "[{\"text\": \"a\"}, ]");
+        let e = load_sft(&p, false).unwrap_err().to_string();
+        assert!(e.contains("bad.json") && e.contains("invalid JSON array"), "{e}");
+    }
+
+    #[test]
+    fn preference_margin_column_is_read_and_type_checked() {
+        let p = write(
+            "margin.jsonl",
+            concat!(
+                "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\", \"margin\": 1.5}\n",
+                "{\"chosen\": \"q a\", \"rejected\": \"q b\", \"margin\": 2}\n",
+                "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\"}\n",
+            ),
+        );
+        let rows = load_preference(&p, false).unwrap().rows;
+        let margins: Vec<Option<f64>> = rows.iter().map(|(_, r)| r.margin).collect();
+        assert_eq!(margins, vec![Some(1.5), Some(2.0), None]);
+        let p = write(
+            "bad_margin.jsonl",
+            "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\", \"margin\": \"big\"}\n",
+        );
+        let e = load_preference(&p, false).unwrap_err().to_string();
+        assert!(
+            e.contains("bad_margin.jsonl:1") && e.contains("`margin`") && e.contains("a string"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub struct PairExample {
     pub chosen: Tokenized,
     pub rejected: Tokenized,
     pub ref_logps: Option<(f32, f32)>,
+    /// The row's `margin` (reward models only).
+    pub margin: Option<f32>,
 }
 
 /// The DPO objective.
@@ -305,6 +307,7 @@ pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig)
             chosen,
             rejected,
             ref_logps: None,
+            margin: row.margin.map(|m| m as f32),
         });
     }
     Ok(out)

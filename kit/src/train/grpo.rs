@@ -17,7 +17,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::logps::{collate, logit_stats, token_scores};
+use super::logps::{collate, logit_stats, token_scores_at};
 use super::sft::{pad_id, report_skipped};
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
@@ -252,6 +252,28 @@ pub fn grpo_loss(
         .broadcast_mul(&a.gt(0f32)?.to_dtype(DType::F32)?)?;
     m.insert("clip_ratio/low_mean".into(), masked_mean(&low)?);
     m.insert("clip_ratio/high_mean".into(), masked_mean(&high)?);
+    // TRL's extremes are over completions: each completion's share of clipped tokens, the smallest low share and
+    // the largest high share (completions with no unmasked token left out, as nanmin/nanmax do).
+    let per_row = |x: &Tensor| -> Result<Vec<f64>> {
+        let clipped = (x * mask)?.sum(1)?.to_vec1::<f32>()?;
+        let counts = mask.sum(1)?.to_vec1::<f32>()?;
+        Ok(clipped
+            .iter()
+            .zip(&counts)
+            .filter(|(_, &c)| c > 0.0)
+            .map(|(&k, &c)| (k / c) as f64)
+            .collect())
+    };
+    let lows = per_row(&low)?;
+    let highs = per_row(&high)?;
+    m.insert(
+        "clip_ratio/low_min".into(),
+        lows.iter().cloned().reduce(f64::min).unwrap_or(0.0),
+    );
+    m.insert(
+        "clip_ratio/high_max".into(),
+        highs.iter().cloned().reduce(f64::max).unwrap_or(0.0),
+    );
     m.insert(
         "clip_ratio/region_mean".into(),
         masked_mean(&(&low + &high)?.clamp(0f32, 1f32)?)?,
@@ -421,7 +443,7 @@ impl Grpo {
             let refs: Vec<&Tokenized> = seqs.iter().collect();
             let batch = collate(&refs, self.pad_token_id, model.device())?;
             adapter.set_training(false);
-            let s = token_scores(&model.decoder, &batch);
+            let s = token_scores_at(&model.decoder, &batch, self.cfg.temperature);
             adapter.set_training(was_training);
             Some(s?.logps.detach())
         } else {
@@ -491,16 +513,17 @@ impl Grpo {
                 num_tokens: batch.num_tokens,
             });
         }
-        let scores = token_scores(&model.decoder, &batch)?;
+        let scores = token_scores_at(&model.decoder, &batch, self.cfg.temperature)?;
         let old = match &r.old_logps {
             Some(o) => o.clone(),
             None => scores.logps.detach(),
         };
         let reference = if self.cfg.beta != 0.0 {
-            Some(
-                adapter
-                    .with_disabled(|| -> Result<Tensor> { Ok(token_scores(&model.decoder, &batch)?.logps.detach()) })?,
-            )
+            Some(adapter.with_disabled(|| -> Result<Tensor> {
+                Ok(token_scores_at(&model.decoder, &batch, self.cfg.temperature)?
+                    .logps
+                    .detach())
+            })?)
         } else {
             None
         };

@@ -61,6 +61,16 @@ pub struct TokenScores {
 /// The LM head runs only on those positions: over a 262k vocabulary (Gemma) the head is most of the cost, and
 /// prompts and padding need no logits.
 pub fn token_scores(decoder: &Decoder, batch: &SeqBatch) -> Result<TokenScores> {
+    token_scores_at(decoder, batch, 1.0)
+}
+
+/// [`token_scores`] of the distribution softmax(logits / `temperature`): GRPO scores completions under the
+/// temperature they were sampled at (TRL divides the logits by `temperature` for the policy, π_old and the
+/// reference alike).
+pub fn token_scores_at(decoder: &Decoder, batch: &SeqBatch, temperature: f64) -> Result<TokenScores> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(Error::Input(format!("temperature must be positive, got {temperature}")));
+    }
     let (b, t) = batch.ids.dims2()?;
     let mask = batch.mask.to_vec2::<f32>()?;
     let ids = batch.ids.to_vec2::<u32>()?;
@@ -87,7 +97,10 @@ pub fn token_scores(decoder: &Decoder, batch: &SeqBatch) -> Result<TokenScores> 
     let h = hidden.dim(2)?;
     let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
     let index = Tensor::from_vec(flat, k, dev)?;
-    let logits = decoder.logits(&hidden.index_select(&index, 0)?)?;
+    let mut logits = decoder.logits(&hidden.index_select(&index, 0)?)?;
+    if temperature != 1.0 {
+        logits = (logits / temperature)?;
+    }
     let picked = token_log_probs(&logits, &Tensor::from_vec(targets, k, dev)?)?;
     let logps = Tensor::zeros(b * (t - 1), DType::F32, dev)?
         .index_add(&index, &picked, 0)?

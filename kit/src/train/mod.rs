@@ -326,6 +326,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
                     .iter()
                     .map(|(k, v)| (k.clone(), v / window_steps as f64))
                     .collect();
+                // transformers averages the loss (and TRL its own metrics) over the logging window, but logs the
+                // gradient norm and learning rate of the last step only.
+                line.insert("grad_norm".into(), grad_norm);
+                line.insert("learning_rate".into(), lr);
                 line.insert("epoch".into(), state.epoch);
                 line.insert("num_tokens".into(), state.num_tokens as f64);
                 line.insert("step".into(), state.global_step as f64);

@@ -168,10 +168,17 @@ impl Objective for RewardTraining {
             .collect();
         let batch = collate(&seqs, self.pad_token_id, model.device())?;
         let r = self.head.rewards(model, &batch)?;
+        // TRL subtracts the dataset's `margin` column when it has one (rows without a margin count as 0).
+        let margin = if pairs.iter().any(|p| p.margin.is_some()) {
+            let m: Vec<f32> = pairs.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
+            Some(Tensor::from_vec(m, n, model.device())?)
+        } else {
+            None
+        };
         let (loss, metrics) = reward_loss(
             &r.narrow(0, 0, n)?,
             &r.narrow(0, n, n)?,
-            None,
+            margin.as_ref(),
             self.cfg.center_rewards_coefficient,
         )?;
         Ok(StepOutput {
@@ -247,17 +254,22 @@ pub struct RewardModel {
 }
 
 impl RewardModel {
+    /// A reward model from a model with its reward adapter attached and the head (e.g. right after training).
+    pub fn new(model: Model, adapter: Adapter, head: RewardHead) -> Self {
+        RewardModel {
+            model,
+            adapter,
+            head,
+            name: "reward_model".into(),
+        }
+    }
+
     /// Load the base model, then the adapter and head saved by [`train_reward`] in `dir`.
     pub fn load(base: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let mut model = Model::load(base, opts)?;
         let adapter = crate::lora::load(&mut model.decoder, dir)?;
         let head = RewardHead::load(dir, model.device())?;
-        Ok(RewardModel {
-            model,
-            adapter,
-            head,
-            name: "reward_model".into(),
-        })
+        Ok(RewardModel::new(model, adapter, head))
     }
 
     /// Scores of (prompt, completion) pairs; prompts as the model sees them (chat template already applied, or
