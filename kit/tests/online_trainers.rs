@@ -198,6 +198,7 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
         micro: 0,
         seed: 0,
         eval: false,
+        items_in_step: None,
     };
     let got = trainer
         .objective

@@ -172,6 +172,40 @@ fn accumulation_equals_one_big_batch() {
     assert!(max < 1e-6, "max difference {max}");
 }
 
+#[test]
+fn accumulation_over_unequal_lengths_is_a_token_mean_over_the_step() {
+    // transformers normalises by the step's token count (num_items_in_batch), not per micro-batch. Lengths 17, 11,
+    // 7, 5 make every split into two pairs unequal in completion tokens, so a mean of micro-batch means would differ.
+    let data: Vec<Tokenized> = [17, 11, 7, 5]
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| examples(i + 1, len).remove(i))
+        .collect();
+    let run_with = |bs: usize, accum: usize, name: &str| {
+        let dir = common::temp_dir(name);
+        let (model, adapter) = setup_with_dropout(0.0);
+        let a = TrainingArguments {
+            per_device_train_batch_size: bs,
+            gradient_accumulation_steps: accum,
+            warmup_steps: 0,
+            max_steps: Some(2),
+            eval_on_start: false,
+            ..args(&dir, 2)
+        };
+        let out = Trainer::new(&model, &adapter, Sft::new(&model), a)
+            .with_data(data.clone(), vec![])
+            .train()
+            .unwrap();
+        losses(&out.log_history)
+    };
+    let big = run_with(4, 1, "accum-unequal-big");
+    let small = run_with(2, 2, "accum-unequal-small");
+    assert_eq!(big.len(), small.len());
+    for ((_, a), (_, b)) in big.iter().zip(&small) {
+        assert!((a - b).abs() < 1e-5, "big batch {big:?} vs accumulated {small:?}");
+    }
+}
+
 /// SFT's loss, except that step 2 (0-based) returns NaN.
 struct NanAtStep2(Sft);
 

@@ -104,6 +104,7 @@ const AT: StepInfo = StepInfo {
     micro: 0,
     seed: 0,
     eval: false,
+    items_in_step: None,
 };
 
 #[test]

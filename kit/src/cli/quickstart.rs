@@ -127,9 +127,16 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let sft_eval = load_sft(&sft_dir.join("dev.jsonl"), false)?.rows;
     let sft_train = crate::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
     let sft_eval = crate::train::sft::prepare(&model, &sft_eval[..sft_eval.len().min(EVAL_ROWS)], &sft_cfg)?;
-    let sft = Trainer::new(&model, &adapter, Sft::new(&model), sft_cfg.args.clone())
-        .with_data(sft_train, sft_eval)
-        .train()?;
+    let mut sft_trainer =
+        Trainer::new(&model, &adapter, Sft::new(&model), sft_cfg.args.clone()).with_data(sft_train, sft_eval);
+    sft_trainer.stop = crate::cli::train::interrupt_flag();
+    let sft = sft_trainer.train()?;
+    if sft.interrupted {
+        return Err(Error::msg(format!(
+            "interrupted during SFT; its checkpoint is in {}",
+            sft_cfg.args.output_dir.display()
+        )));
+    }
     let after_sft = answers(&model, &prompts)?;
     println!("== answers after SFT");
     print_answers(&prompts, &after_sft);
@@ -155,9 +162,16 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let objective = Dpo::new(&model, dpo_cfg.clone());
     objective.precompute(&model, &adapter, &mut pref_train, 8)?;
     objective.precompute(&model, &adapter, &mut pref_eval, 8)?;
-    let dpo = Trainer::new(&model, &adapter, objective, dpo_cfg.args.clone())
-        .with_data(pref_train, pref_eval)
-        .train()?;
+    let mut dpo_trainer =
+        Trainer::new(&model, &adapter, objective, dpo_cfg.args.clone()).with_data(pref_train, pref_eval);
+    dpo_trainer.stop = crate::cli::train::interrupt_flag();
+    let dpo = dpo_trainer.train()?;
+    if dpo.interrupted {
+        return Err(Error::msg(format!(
+            "interrupted during DPO; its checkpoint is in {}",
+            dpo_cfg.args.output_dir.display()
+        )));
+    }
     let after_dpo = answers(&model, &prompts)?;
     println!("== answers after DPO");
     print_answers(&prompts, &after_dpo);

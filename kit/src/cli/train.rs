@@ -342,18 +342,22 @@ pub fn lora_config(common: &CommonArgs, seed: u64) -> LoraConfig {
     }
 }
 
-/// Stop flag set by Ctrl-C: the trainer finishes the step, writes a checkpoint and returns.
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    // Only the first handler can be installed per process; later runs (tests) keep the flag unset.
-    let _ = ctrlc::set_handler(move || {
-        eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)");
-        if f.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
-    flag
+/// Stop flag set by Ctrl-C: the trainer finishes the step, writes a checkpoint and returns. One flag per process
+/// (a process can install only one handler), shared by every run in it.
+pub(crate) fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let _ = ctrlc::set_handler(move || {
+            eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to abort)");
+            if f.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        flag
+    })
+    .clone()
 }
 
 fn report(out: &TrainOutput, output_dir: &Path) {

@@ -53,6 +53,9 @@ pub struct StepInfo {
     pub seed: u64,
     /// Evaluation on the held-out split (no gradient is taken).
     pub eval: bool,
+    /// For objectives that count loss items ([`Objective::loss_items`]): the total over every micro-batch of this
+    /// optimizer step. The loss is then Σ / this total, so accumulated micro-batches average over the whole step.
+    pub items_in_step: Option<usize>,
 }
 
 /// One trainer's loss.
@@ -62,6 +65,12 @@ pub trait Objective {
     fn name(&self) -> &'static str;
     /// Loss and metrics of one micro-batch, with gradients flowing to the adapter (and `extra_vars`).
     fn loss(&mut self, model: &Model, adapter: &Adapter, batch: &[&Self::Example], at: StepInfo) -> Result<StepOutput>;
+    /// How many items (SFT: completion tokens) the loss of `batch` averages over, when that is known before the
+    /// forward pass. Then the loop normalises by the step's total, as transformers' `num_items_in_batch` does, and
+    /// gradient accumulation over unequal lengths equals one big batch; `None` means a mean per micro-batch.
+    fn loss_items(&self, _batch: &[&Self::Example]) -> Option<usize> {
+        None
+    }
     /// Examples per micro-batch for `per_device_batch` (GRPO: prompts = completions / num_generations).
     fn batch_examples(&self, per_device_batch: usize) -> usize {
         per_device_batch
@@ -176,6 +185,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
                     micro: 0,
                     seed: self.args.seed ^ 0xe7a1,
                     eval: true,
+                    items_in_step: None,
                 },
             )?;
             *sum.entry("loss".into()).or_default() += out.loss.to_scalar::<f32>()? as f64;
@@ -272,22 +282,32 @@ impl<'a, O: Objective> Trainer<'a, O> {
             let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
             let mut step_metrics = Metrics::new();
             let mut step_loss = 0f64;
-            for micro in 0..args.gradient_accumulation_steps {
-                let start = step * per_step + micro * bs;
-                let idx = &order[start..start + bs];
-                let batch: Vec<&O::Example> = idx.iter().map(|&i| &self.train_data[i]).collect();
+            let micro_batches: Vec<Vec<&O::Example>> = (0..args.gradient_accumulation_steps)
+                .map(|micro| {
+                    let start = step * per_step + micro * bs;
+                    order[start..start + bs].iter().map(|&i| &self.train_data[i]).collect()
+                })
+                .collect();
+            let items_in_step: Option<usize> = micro_batches.iter().map(|b| self.objective.loss_items(b)).sum();
+            // Losses normalised by the step's total are summed over micro-batches; per-micro-batch means averaged.
+            let micro_weight = match items_in_step {
+                Some(_) => 1.0,
+                None => 1.0 / args.gradient_accumulation_steps as f64,
+            };
+            for (micro, batch) in micro_batches.iter().enumerate() {
                 let info = StepInfo {
                     step,
                     micro,
                     seed: args.seed,
                     eval: false,
+                    items_in_step,
                 };
-                let out = self.objective.loss(self.model, self.adapter, &batch, info)?;
+                let out = self.objective.loss(self.model, self.adapter, batch, info)?;
                 let loss_value = out.loss.to_scalar::<f32>()? as f64;
                 if !loss_value.is_finite() {
                     return Err(nan_error(step, micro, loss_value, last_checkpoint.as_deref()));
                 }
-                let g = (out.loss / args.gradient_accumulation_steps as f64)?.backward()?;
+                let g = (out.loss * micro_weight)?.backward()?;
                 for (slot, var) in grads.iter_mut().zip(&vars) {
                     if let Some(gv) = g.get(var.as_tensor()) {
                         *slot = Some(match slot.take() {
@@ -296,7 +316,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
                         });
                     }
                 }
-                step_loss += loss_value / args.gradient_accumulation_steps as f64;
+                step_loss += loss_value * micro_weight;
                 for (k, v) in out.metrics {
                     *step_metrics.entry(k).or_default() += v / args.gradient_accumulation_steps as f64;
                 }

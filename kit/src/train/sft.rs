@@ -73,7 +73,17 @@ impl Objective for Sft {
         "sft"
     }
 
-    fn loss(&mut self, model: &Model, _: &Adapter, batch: &[&Tokenized], _: StepInfo) -> Result<StepOutput> {
+    /// Predicted completion tokens (the positions the loss counts).
+    fn loss_items(&self, batch: &[&Tokenized]) -> Option<usize> {
+        Some(
+            batch
+                .iter()
+                .map(|t| t.completion_mask.iter().skip(1).filter(|&&m| m).count())
+                .sum(),
+        )
+    }
+
+    fn loss(&mut self, model: &Model, _: &Adapter, batch: &[&Tokenized], at: StepInfo) -> Result<StepOutput> {
         let batch = collate(batch, self.pad_token_id, model.device())?;
         let scores = token_scores(&model.decoder, &batch)?;
         let count = batch.mask.sum_all()?.to_scalar::<f32>()? as f64;
@@ -82,7 +92,9 @@ impl Objective for Sft {
                 "every completion token of this batch was truncated away; raise max_length".into(),
             ));
         }
-        let loss = ((&scores.logps * &batch.mask)?.sum_all()? * (-1.0 / count))?;
+        // Token mean over this micro-batch, or over the whole optimizer step when the loop gives its total.
+        let denom = at.items_in_step.map_or(count, |n| n.max(1) as f64);
+        let loss = ((&scores.logps * &batch.mask)?.sum_all()? * (-1.0 / denom))?;
         let b = batch.lengths.len();
         let stats = logit_stats(&scores, &batch, 0..b)?;
         let mut metrics = Metrics::new();
