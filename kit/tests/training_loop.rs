@@ -143,31 +143,41 @@ fn metrics_lines_carry_trl_keys_and_eval() {
     assert!(dir.join("loss.svg").exists() && dir.join("adapter_model.safetensors").exists());
 }
 
+/// SFT on `data` for `steps` steps of `bs` × `accum` examples: (logged losses, adapter weights after).
+fn accumulated_run(
+    data: &[Tokenized],
+    bs: usize,
+    accum: usize,
+    steps: usize,
+    name: &str,
+) -> (Vec<(f64, f64)>, Vec<f32>) {
+    let dir = common::temp_dir(name);
+    let (model, adapter) = setup_with_dropout(0.0);
+    let a = TrainingArguments {
+        per_device_train_batch_size: bs,
+        gradient_accumulation_steps: accum,
+        warmup_steps: 0,
+        eval_on_start: false,
+        ..args(&dir, steps)
+    };
+    let out = Trainer::new(&model, &adapter, Sft::new(&model), a)
+        .with_data(data.to_vec(), vec![])
+        .train()
+        .unwrap();
+    let weights = adapter
+        .vars()
+        .iter()
+        .flat_map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect();
+    (losses(&out.log_history), weights)
+}
+
 #[test]
 fn accumulation_equals_one_big_batch() {
     // With equal-length examples, 2 micro-batches of 2 average to the same gradient as one batch of 4.
-    let run_with = |bs: usize, accum: usize, name: &str| {
-        let dir = common::temp_dir(name);
-        let (model, adapter) = setup_with_dropout(0.0);
-        let a = TrainingArguments {
-            per_device_train_batch_size: bs,
-            gradient_accumulation_steps: accum,
-            warmup_steps: 0,
-            max_steps: Some(1),
-            ..args(&dir, 1)
-        };
-        Trainer::new(&model, &adapter, Sft::new(&model), a)
-            .with_data(examples(8, 9), vec![])
-            .train()
-            .unwrap();
-        adapter
-            .vars()
-            .iter()
-            .flat_map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
-            .collect::<Vec<f32>>()
-    };
-    let big = run_with(4, 1, "accum-big");
-    let small = run_with(2, 2, "accum-small");
+    let data = examples(8, 9);
+    let (_, big) = accumulated_run(&data, 4, 1, 1, "accum-big");
+    let (_, small) = accumulated_run(&data, 2, 2, 1, "accum-small");
     let max = big.iter().zip(&small).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max < 1e-6, "max difference {max}");
 }
@@ -181,25 +191,8 @@ fn accumulation_over_unequal_lengths_is_a_token_mean_over_the_step() {
         .enumerate()
         .map(|(i, &len)| examples(i + 1, len).remove(i))
         .collect();
-    let run_with = |bs: usize, accum: usize, name: &str| {
-        let dir = common::temp_dir(name);
-        let (model, adapter) = setup_with_dropout(0.0);
-        let a = TrainingArguments {
-            per_device_train_batch_size: bs,
-            gradient_accumulation_steps: accum,
-            warmup_steps: 0,
-            max_steps: Some(2),
-            eval_on_start: false,
-            ..args(&dir, 2)
-        };
-        let out = Trainer::new(&model, &adapter, Sft::new(&model), a)
-            .with_data(data.clone(), vec![])
-            .train()
-            .unwrap();
-        losses(&out.log_history)
-    };
-    let big = run_with(4, 1, "accum-unequal-big");
-    let small = run_with(2, 2, "accum-unequal-small");
+    let (big, _) = accumulated_run(&data, 4, 1, 2, "accum-unequal-big");
+    let (small, _) = accumulated_run(&data, 2, 2, 2, "accum-unequal-small");
     assert_eq!(big.len(), small.len());
     for ((_, a), (_, b)) in big.iter().zip(&small) {
         assert!((a - b).abs() < 1e-5, "big batch {big:?} vs accumulated {small:?}");
