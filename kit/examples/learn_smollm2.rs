@@ -4,15 +4,16 @@
 //! ```bash
 //! cargo run --release --example learn_smollm2 -- sft    # held-out loss on sft_ja/dev falls
 //! cargo run --release --example learn_smollm2 -- dpo    # held-out rewards/accuracies on pref_ja/dev rise above 0.5
-//! cargo run --release --example learn_smollm2 -- grpo   # mean reward (format + exact answer) rises
+//! cargo run --release --example learn_smollm2 -- grpo   # mean reward (format + correct answer) rises
 //! ```
 //! Run from the repository root; curves, adapters and SVG plots land in `outputs/learn_smollm2/<trainer>/`.
-//! SmolLM2 reads no Japanese, so GRPO uses English arithmetic prompts generated here (seeded) rather than `math_ja`.
+//! SmolLM2 reads no Japanese, so GRPO uses English arithmetic prompts generated here (seeded, two worked examples
+//! in each prompt) rather than `math_ja`, with kit's `format` reward and a correctness reward written as a closure.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use kit::prelude::*;
-use kit::rewards::{exact_answer_reward, format_reward};
+use kit::rewards::{format_reward, reward_fn, RewardFunction};
 
 const MODEL: &str = "smollm2-135m";
 
@@ -66,12 +67,26 @@ fn arithmetic_prompts(path: &Path, n: usize, seed: u64) -> anyhow::Result<()> {
                 a.max(b) as i64 - a.min(b) as i64,
             )
         };
-        let prompt = format!("What is {q}? Reply with one line: 'Answer: <number>'.");
+        let prompt = format!(
+            "Reply with one line, 'Answer: <number>'.\nQ: What is 2 + 3?\nAnswer: 5\nQ: What is 9 - 4?\nAnswer: 5\nQ: What is {q}?"
+        );
         writeln!(s, "{}", serde_json::json!({ "prompt": prompt, "answer": ans }))?;
     }
     std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
     std::fs::write(path, s)?;
     Ok(())
+}
+
+/// 1 when the last integer on the completion's first line is the row's `answer` ("7 + 12 = 19", "Answer: 19").
+fn first_line_answer_reward() -> Box<dyn RewardFunction> {
+    reward_fn("correct", |_, completion, cols| {
+        let line = completion.trim_start().lines().next().unwrap_or("");
+        let last = line
+            .split(|c: char| !(c.is_ascii_digit() || c == '-'))
+            .filter_map(|w| w.parse::<i64>().ok())
+            .last();
+        (last.is_some() && last == cols.get("answer").and_then(|v| v.as_i64())) as i32 as f32
+    })
 }
 
 fn print_curve(out: &TrainOutput, keys: &[&str]) {
@@ -140,7 +155,7 @@ fn main() -> anyhow::Result<()> {
                     ..args("grpo", 2e-4, 8, 30, 10)
                 },
                 num_generations: 4,
-                max_completion_length: 32,
+                max_completion_length: 24,
                 beta: 0.04,
                 chat: true,
                 ..Default::default()
@@ -150,7 +165,7 @@ fn main() -> anyhow::Result<()> {
                 &adapter,
                 &train,
                 Some(&eval),
-                vec![format_reward(), exact_answer_reward()],
+                vec![format_reward(), first_line_answer_reward()],
                 &cfg,
             )?;
             print_curve(
@@ -158,7 +173,7 @@ fn main() -> anyhow::Result<()> {
                 &[
                     "reward",
                     "rewards/format/mean",
-                    "rewards/accuracy/mean",
+                    "rewards/correct/mean",
                     "kl",
                     "eval_reward",
                     "completions/mean_length",

@@ -144,6 +144,23 @@ fn dpo_matches_trl_end_to_end_for_every_loss_type() {
         }
         let grads = out.loss.backward().unwrap();
         check_grads(&adapter, &grads, &format!("{name}.grads.safetensors"));
+
+        // precompute_ref_log_probs: the reference scored once up front gives the same loss and gradients.
+        let mut pre = pairs.clone();
+        dpo.precompute(&model, &adapter, &mut pre, 2).unwrap();
+        assert!(pre.iter().all(|p| p.ref_logps.is_some()));
+        let pre_refs: Vec<&PairExample> = pre.iter().collect();
+        let out = dpo.loss(&model, &adapter, &pre_refs, AT).unwrap();
+        close(
+            out.loss.to_scalar::<f32>().unwrap() as f64,
+            case["loss"].as_f64().unwrap(),
+            &format!("{name} (precomputed reference)"),
+        );
+        check_grads(
+            &adapter,
+            &out.loss.backward().unwrap(),
+            &format!("{name}.grads.safetensors"),
+        );
     }
 }
 

@@ -91,7 +91,9 @@ pub fn rust_target_libdir() -> Option<PathBuf> {
 pub fn kernel_library_path() -> Option<std::ffi::OsString> {
     let dir = rust_target_libdir()?;
     let old = std::env::var_os("LD_LIBRARY_PATH").unwrap_or_default();
-    std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&old))).ok()
+    // An empty entry would mean "the current folder": leave it out.
+    let old = std::env::split_paths(&old).filter(|p| !p.as_os_str().is_empty());
+    std::env::join_paths(std::iter::once(dir).chain(old)).ok()
 }
 
 /// The `kit/` crate of this checkout (where the binary was built from).

@@ -254,9 +254,9 @@ pub fn grpo_loss(
     m.insert("clip_ratio/high_mean".into(), masked_mean(&high)?);
     // TRL's extremes are over completions: each completion's share of clipped tokens, the smallest low share and
     // the largest high share (completions with no unmasked token left out, as nanmin/nanmax do).
+    let counts = mask.sum(1)?.to_vec1::<f32>()?;
     let per_row = |x: &Tensor| -> Result<Vec<f64>> {
         let clipped = (x * mask)?.sum(1)?.to_vec1::<f32>()?;
-        let counts = mask.sum(1)?.to_vec1::<f32>()?;
         Ok(clipped
             .iter()
             .zip(&counts)
