@@ -109,7 +109,9 @@ fn main() -> anyhow::Result<()> {
             println!("evcxr_jupyter: {}", p.evcxr_jupyter.display());
             println!("start-up commands: {}", p.config_dir.join("init.evcxr").display());
             println!("kit crate: {}", p.kit_crate.display());
-            println!("the first kernel start builds kit (a few minutes); later ones reuse the cache");
+            println!(
+                "a notebook's first cell (`:dep kit = ...`) builds kit the first time (a few minutes); later notebooks reuse the build cache (seconds)"
+            );
             Ok(())
         }
         Command::Notebook { dir } => Ok(kit::cli::kernel::notebook(&dir)?),

@@ -4,12 +4,14 @@
 //! What `kit kernel install` does, and where:
 //! 1. finds `evcxr_jupyter` on PATH or in `~/.cargo/bin`, else runs `cargo install evcxr_jupyter --locked --version
 //!    0.22.0` (about 6 minutes, once);
-//! 2. writes `$KIT_HOME/evcxr/init.evcxr`: a shared build cache (`:cache`, so every notebook after the first starts
-//!    in seconds, and two open notebooks do not collide) and `:dep kit` on this checkout's `kit/` crate;
+//! 2. writes `$KIT_HOME/evcxr/init.evcxr`: a shared build cache (`:cache`), so that after the first build every
+//!    notebook's `:dep kit` cell takes seconds, and two open notebooks do not collide. The start-up itself builds
+//!    nothing: evcxr runs init.evcxr before answering Jupyter, and a build of minutes there makes Jupyter give up on
+//!    the kernel (nbclient waits 60 s), so kit is added by each notebook's first cell instead;
 //! 3. registers the kernelspec "Rust (kit)" in Jupyter's user data dir (`kernels/kit/kernel.json`), which starts
 //!    evcxr with `EVCXR_CONFIG_DIR` pointing at that folder.
-//! The notebooks name this kernel ("kit") in their metadata, and also say `:dep kit = { path = "../kit" }` in their
-//! first cell, so they run under evcxr's plain "rust" kernel too (as CI and Colab do).
+//! The notebooks name this kernel ("kit") in their metadata; their first cell, `:dep kit = { path = "../kit" }`, works
+//! under evcxr's plain "rust" kernel too (as CI and Colab run them).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -101,12 +103,10 @@ pub fn kit_crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The start-up commands of the kit kernel.
-pub fn init_evcxr(kit_crate: &Path) -> String {
-    format!(
-        ":cache 4096\n:dep kit = {{ path = \"{}\" }}\nuse kit::prelude::*;\n",
-        kit_crate.display()
-    )
+/// The start-up commands of the kit kernel: a 4 GiB build cache shared by every notebook. Nothing is built here
+/// (see the module docs); the notebooks' first cell adds kit.
+pub fn init_evcxr() -> String {
+    ":cache 4096\n".to_string()
 }
 
 /// Install (or refresh) the "Rust (kit)" kernel.
@@ -115,7 +115,7 @@ pub fn install() -> Result<KernelPaths> {
     let kit_crate = kit_crate_dir();
     let config_dir = crate::hub::kit_home().join("evcxr");
     std::fs::create_dir_all(&config_dir).map_err(|e| Error::file(&config_dir, e))?;
-    crate::lora::write_atomic(&config_dir.join("init.evcxr"), init_evcxr(&kit_crate).as_bytes())?;
+    crate::lora::write_atomic(&config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
     let kernel_dir = jupyter_data_dir().join("kernels").join("kit");
     std::fs::create_dir_all(&kernel_dir).map_err(|e| Error::file(&kernel_dir, e))?;
     let spec = serde_json::json!({
@@ -189,11 +189,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn init_file_preloads_kit_with_a_shared_cache() {
-        let s = init_evcxr(Path::new("/repo/kit"));
-        assert_eq!(
-            s,
-            ":cache 4096\n:dep kit = { path = \"/repo/kit\" }\nuse kit::prelude::*;\n"
-        );
+    fn init_file_sets_a_shared_cache_and_builds_nothing() {
+        // A `:dep` at start-up would build before the kernel answers Jupyter, which then gives up on it.
+        let s = init_evcxr();
+        assert_eq!(s, ":cache 4096\n");
+        assert!(!s.contains(":dep"));
     }
 }
