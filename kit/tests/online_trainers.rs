@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kit::lora::{self, LoraConfig};
 use kit::rewards::reward_fn;
-use kit::train::grpo::{Grpo, GrpoConfig, PromptExample};
+use kit::train::grpo::{Grpo, GrpoConfig, GrpoLossType, PromptExample};
 use kit::train::reward_model::{reward_loss, RewardConfig, RewardHead, RewardModel};
 use kit::train::{Objective, StepInfo, Trainer, TrainingArguments};
 
@@ -80,6 +80,8 @@ fn grpo_samples_scores_logs_trl_metrics_and_improves_its_objective() {
         beta: 0.04,
         // Every rollout is used for two steps: the second step scores it under the updated policy.
         num_iterations: 2,
+        // Per-sequence means (DAPO, the default, weights advantages by completion length).
+        loss_type: GrpoLossType::Grpo,
         ..Default::default()
     };
     let good_mass = |model: &kit::model::Model| -> f32 {
@@ -125,7 +127,7 @@ fn grpo_samples_scores_logs_trl_metrics_and_improves_its_objective() {
     let kl = out.series("kl");
     assert!(kl[0].1.abs() < 1e-6, "{kl:?}");
     assert!(kl[1].1 > 1e-9, "{kl:?}");
-    // On the fresh rollout π = π_old = π_ref, so the loss is −mean(A) = 0 (advantages are centred per group).
+    // On the fresh rollout π = π_old = π_ref, so the `grpo` loss is −mean(A) = 0 (advantages are centred per group).
     // Scored again after one update, the same rollout must have a lower loss: the update raised the log-probs of
     // completions with positive advantage relative to the others (a sign error in the loss or its gradient fails
     // here). Only the first update is free of AdamW's momentum from earlier rollouts, hence two steps.
