@@ -84,7 +84,7 @@ fn first_line_answer_reward() -> Box<dyn RewardFunction> {
         let last = line
             .split(|c: char| !(c.is_ascii_digit() || c == '-'))
             .filter_map(|w| w.parse::<i64>().ok())
-            .last();
+            .next_back();
         (last.is_some() && last == cols.get("answer").and_then(|v| v.as_i64())) as i32 as f32
     })
 }

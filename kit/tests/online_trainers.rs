@@ -20,10 +20,6 @@ fn lora_cfg() -> LoraConfig {
     }
 }
 
-fn mean(v: &[(f64, f64)]) -> f64 {
-    v.iter().map(|(_, y)| y).sum::<f64>() / v.len() as f64
-}
-
 /// The id of the first token of a tiny-tokenizer completion ("t17 t4 ..." → 17).
 fn first_id(completion: &str) -> Option<u32> {
     completion.split_whitespace().next()?.strip_prefix('t')?.parse().ok()

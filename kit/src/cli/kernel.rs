@@ -10,6 +10,7 @@
 //!    the kernel (nbclient waits 60 s), so kit is added by each notebook's first cell instead;
 //! 3. registers the kernelspec "Rust (kit)" in Jupyter's user data dir (`kernels/kit/kernel.json`), which starts
 //!    evcxr with `EVCXR_CONFIG_DIR` pointing at that folder.
+//!
 //! The notebooks name this kernel ("kit") in their metadata; their first cell, `:dep kit = { path = "../kit" }`, works
 //! under evcxr's plain "rust" kernel too (as CI and Colab run them).
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ use crate::lora::{self, LoraConfig};
 use crate::model::{LoadOptions, Model};
 use crate::train::dpo::{Dpo, DpoConfig, DpoReference};
 use crate::train::sft::{Sft, SftConfig};
-use crate::train::{TrainOutput, Trainer, TrainingArguments};
+use crate::train::{Objective, TrainOutput, Trainer, TrainingArguments};
 
 /// Held-out rows evaluated during the quickstart (kept small: evaluation is forward passes on a CPU).
 const EVAL_ROWS: usize = 12;
@@ -127,16 +127,10 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let sft_eval = load_sft(&sft_dir.join("dev.jsonl"), false)?.rows;
     let sft_train = crate::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
     let sft_eval = crate::train::sft::prepare(&model, &sft_eval[..sft_eval.len().min(EVAL_ROWS)], &sft_cfg)?;
-    let mut sft_trainer =
-        Trainer::new(&model, &adapter, Sft::new(&model), sft_cfg.args.clone()).with_data(sft_train, sft_eval);
-    sft_trainer.stop = crate::cli::train::interrupt_flag();
-    let sft = sft_trainer.train()?;
-    if sft.interrupted {
-        return Err(Error::msg(format!(
-            "interrupted during SFT; its checkpoint is in {}",
-            sft_cfg.args.output_dir.display()
-        )));
-    }
+    let sft = train_or_stop(
+        Trainer::new(&model, &adapter, Sft::new(&model), sft_cfg.args.clone()).with_data(sft_train, sft_eval),
+        "SFT",
+    )?;
     let after_sft = answers(&model, &prompts)?;
     println!("== answers after SFT");
     print_answers(&prompts, &after_sft);
@@ -162,16 +156,10 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let objective = Dpo::new(&model, dpo_cfg.clone());
     objective.precompute(&model, &adapter, &mut pref_train, 8)?;
     objective.precompute(&model, &adapter, &mut pref_eval, 8)?;
-    let mut dpo_trainer =
-        Trainer::new(&model, &adapter, objective, dpo_cfg.args.clone()).with_data(pref_train, pref_eval);
-    dpo_trainer.stop = crate::cli::train::interrupt_flag();
-    let dpo = dpo_trainer.train()?;
-    if dpo.interrupted {
-        return Err(Error::msg(format!(
-            "interrupted during DPO; its checkpoint is in {}",
-            dpo_cfg.args.output_dir.display()
-        )));
-    }
+    let dpo = train_or_stop(
+        Trainer::new(&model, &adapter, objective, dpo_cfg.args.clone()).with_data(pref_train, pref_eval),
+        "DPO",
+    )?;
     let after_dpo = answers(&model, &prompts)?;
     println!("== answers after DPO");
     print_answers(&prompts, &after_dpo);
@@ -191,6 +179,19 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         a.output_dir.display()
     );
     Ok(report)
+}
+
+/// Train with Ctrl-C handling: an interrupted phase saves its checkpoint and ends the quickstart.
+fn train_or_stop<O: Objective>(mut trainer: Trainer<'_, O>, phase: &str) -> Result<TrainOutput> {
+    trainer.stop = crate::cli::train::interrupt_flag();
+    let out = trainer.train()?;
+    if out.interrupted {
+        return Err(Error::msg(format!(
+            "interrupted during {phase}; its checkpoint is in {}",
+            trainer.args.output_dir.display()
+        )));
+    }
+    Ok(out)
 }
 
 fn print_answers(prompts: &[String], answers: &[String]) {

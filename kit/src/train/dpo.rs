@@ -6,6 +6,7 @@
 //! - sigmoid (Eq. 7):  L = −log σ(β h)            (label_smoothing ε: −(1−ε) log σ(βh) − ε log σ(−βh), cDPO)
 //! - hinge (SLiC, Zhao et al. 2023):  L = max(0, 1 − β h)
 //! - ipo (Azar et al. 2023, Eq. 17):  L = (h̄ − 1/(2β))², h̄ with log-ratios averaged per completion token (as TRL)
+//!
 //! The implicit rewards β(log π − log π_ref) give the logged `rewards/*`. The reference is the same base model
 //! with the adapter switched off: no second copy in memory.
 use std::path::Path;

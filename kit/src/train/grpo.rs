@@ -325,7 +325,7 @@ impl Grpo {
                 "num_generations must be at least 2 (advantages compare completions)".into(),
             ));
         }
-        if cfg.args.per_device_train_batch_size % g != 0 {
+        if !cfg.args.per_device_train_batch_size.is_multiple_of(g) {
             return Err(Error::Input(format!(
                 "per_device_train_batch_size ({}) must be a multiple of num_generations ({g})",
                 cfg.args.per_device_train_batch_size
