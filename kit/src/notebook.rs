@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::plot::{line_chart_svg, series, Series};
-use crate::train::{Metrics, TrainOutput};
+use crate::metrics::{series, Metrics};
+use crate::plot::{line_chart_svg, Series};
+use crate::train::TrainOutput;
 use crate::Result;
 
 /// Send `content` of MIME type `mime` to the notebook (evcxr's protocol: marked blocks on stdout).
@@ -40,7 +41,7 @@ impl Chart {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::lora::write_atomic(path, self.svg.as_bytes())
+        crate::io::write_atomic(path, self.svg.as_bytes())
     }
 
     /// evcxr calls this when a cell evaluates to a `Chart`.

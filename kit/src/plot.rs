@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::train::Metrics;
+use crate::metrics::{series, Metrics};
 use crate::{Error, Result};
 
 const COLORS: [RGBColor; 6] = [
@@ -18,15 +18,6 @@ const COLORS: [RGBColor; 6] = [
 
 /// One line of a chart: a name and its (x, y) points.
 pub type Series = (String, Vec<(f64, f64)>);
-
-/// The (step, value) points of `key` in a run's metrics.
-pub fn series(history: &[Metrics], key: &str) -> Vec<(f64, f64)> {
-    history
-        .iter()
-        .filter_map(|m| Some((*m.get("step")?, *m.get(key)?)))
-        .filter(|(_, y)| y.is_finite())
-        .collect()
-}
 
 /// A line chart of `keys` against the step; keys absent from the run are left out. Nothing is written when none of
 /// them is present.
@@ -45,7 +36,7 @@ pub fn save_metrics_plot(history: &[Metrics], keys: &[&str], title: &str, path: 
 /// A line chart (markers on each point) written as SVG to `path`.
 pub fn line_chart(lines: &[Series], title: &str, x_label: &str, path: &Path) -> Result<()> {
     let svg = line_chart_svg(lines, title, x_label)?;
-    crate::lora::write_atomic(path, svg.as_bytes())
+    crate::io::write_atomic(path, svg.as_bytes())
 }
 
 /// The SVG text of a line chart (what notebooks display inline).

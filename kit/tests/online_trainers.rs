@@ -144,6 +144,71 @@ fn grpo_samples_scores_logs_trl_metrics_and_improves_its_objective() {
     assert!(dir.join("adapter_model.safetensors").exists() && dir.join("reward.svg").exists());
 }
 
+#[test]
+fn grpo_dapo_under_gradient_accumulation_equals_one_batch() {
+    // TRL samples a step's whole generation batch (per-device batch × accumulation steps) at once, scales rewards
+    // over it and divides `dapo`'s loss by its completion tokens: two micro-batches of 2 prompts must then take the
+    // same steps as one batch of 4 prompts, with completions of unequal lengths.
+    let prompts: Vec<PromptExample> = (0..8u32)
+        .map(|i| PromptExample {
+            ids: vec![1, 40 + i, 80 + i],
+            text: format!("t1 t{} t{}", 40 + i, 80 + i),
+            columns: Default::default(),
+        })
+        .collect();
+    let run = |batch: usize, accumulation: usize| -> Vec<kit::train::Metrics> {
+        let mut model = common::tiny_model("llama");
+        // A bias towards EOS (id 2) ends many completions early, so micro-batches differ in completion tokens.
+        let mut bias = vec![0f32; model.config().vocab_size];
+        bias[2] = 4.0;
+        model.decoder.lm_head.bias = Some(candle_core::Tensor::new(bias, &candle_core::Device::Cpu).unwrap());
+        let adapter = lora::attach(&mut model.decoder, &lora_cfg()).unwrap();
+        let cfg = GrpoConfig {
+            args: TrainingArguments {
+                output_dir: common::temp_dir(&format!("grpo-accum-{accumulation}")),
+                learning_rate: 1e-2,
+                per_device_train_batch_size: batch,
+                gradient_accumulation_steps: accumulation,
+                max_steps: Some(2),
+                logging_steps: 1,
+                disable_tqdm: true,
+                seed: 11,
+                ..Default::default()
+            },
+            num_generations: 4,
+            max_completion_length: 6,
+            beta: 0.04,
+            scale_rewards: kit::train::grpo::ScaleRewards::Batch,
+            loss_type: GrpoLossType::Dapo,
+            ..Default::default()
+        };
+        let odd = reward_fn("odd_start", |_, c, _| first_id(c).map_or(0.0, |id| (id % 2) as f32));
+        let grpo = Grpo::new(&model, cfg.clone(), vec![odd]).unwrap();
+        let out = Trainer::new(&model, &adapter, grpo, cfg.args.clone())
+            .with_data(prompts.clone(), vec![])
+            .train()
+            .unwrap();
+        out.log_history
+    };
+    let (one, two) = (run(16, 1), run(8, 2));
+    assert!(
+        one[0]["completions/min_length"] < one[0]["completions/max_length"],
+        "completions of equal length test nothing: {:?}",
+        one[0]
+    );
+    // (Token means such as `kl` are means of per-micro-batch means under accumulation, in TRL as here.)
+    for (a, b) in one.iter().zip(&two) {
+        for k in ["loss", "grad_norm", "reward", "reward_std", "completions/mean_length"] {
+            let (x, y) = (a[k], b[k]);
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(1e-3),
+                "step {}: {k} {x} (batch) vs {y} (accumulated)",
+                a["step"]
+            );
+        }
+    }
+}
+
 /// Preference pairs in the tiny vocabulary: chosen answers use tokens 30–39, rejected ones 60–69.
 fn write_pairs(path: &Path, n: usize, offset: usize, margin: bool) {
     let mut s = String::new();

@@ -8,7 +8,10 @@ use kit::data::Tokenized;
 use kit::lora::{self, Adapter, LoraConfig};
 use kit::model::Model;
 use kit::train::sft::Sft;
-use kit::train::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use kit::train::{
+    Metrics, Objective, StepInfo, StepOutput, StopWhen, TrainOutput, Trainer, TrainerCallback, TrainerControl,
+    TrainerState, TrainingArguments,
+};
 
 /// Deterministic token sequences; the first 3 tokens are prompt, the rest completion.
 fn examples(n: usize, len: usize) -> Vec<Tokenized> {
@@ -93,7 +96,7 @@ fn resumed_run_repeats_the_uninterrupted_one() {
 
     // metrics.jsonl of the resumed run reads like the uninterrupted one, step by step.
     let a = losses(&full.log_history);
-    let b = losses(&kit::train::metrics::read_metrics(&b_dir.join("metrics.jsonl")).unwrap());
+    let b = losses(&kit::metrics::read_metrics(&b_dir.join("metrics.jsonl")).unwrap());
     assert_eq!(a.len(), 6);
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
     for ((sa, la), (sb, lb)) in a.iter().zip(&b) {
@@ -232,6 +235,137 @@ fn nan_loss_stops_and_names_the_last_good_checkpoint() {
     assert!(err.contains("NaN") && err.contains("step 3"), "{err}");
     assert!(err.contains("checkpoint-2"), "{err}");
     assert!(dir.join("checkpoint-2/adapter_model.safetensors").exists());
+}
+
+/// SFT's loss, except that micro-batch 1 of step 2 (0-based) has a finite loss and a NaN gradient.
+struct NanGradientAtStep2(Sft);
+
+impl Objective for NanGradientAtStep2 {
+    type Example = Tokenized;
+    fn name(&self) -> &'static str {
+        "sft"
+    }
+    fn loss(&mut self, m: &Model, a: &Adapter, b: &[&Tokenized], at: StepInfo) -> kit::Result<StepOutput> {
+        let mut out = self.0.loss(m, a, b, at)?;
+        if at.step == 2 && at.micro == 1 && !at.eval {
+            let value = out.loss.detach();
+            out.loss =
+                kit::autograd::with_backward(&out.loss, value, "nan-gradient", |_, _, g| g.affine(f64::NAN, 0.0))?;
+        }
+        Ok(out)
+    }
+}
+
+#[test]
+fn a_nan_gradient_names_its_step_and_micro_batch() {
+    let dir = common::temp_dir("loop-nan-grad");
+    let (model, adapter) = setup();
+    let a = TrainingArguments {
+        save_steps: Some(1),
+        gradient_accumulation_steps: 2,
+        ..args(&dir, 5)
+    };
+    let err = Trainer::new(&model, &adapter, NanGradientAtStep2(Sft::new(&model)), a)
+        .with_data(examples(10, 9), vec![])
+        .train()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gradient norm became NaN at step 3 (micro-batch 1)"),
+        "{err}"
+    );
+    assert!(err.contains("checkpoint-2"), "{err}");
+}
+
+/// Records every hook the loop calls; saves at step 2 and stops the run at step 3 through the control.
+struct Recorder(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+impl TrainerCallback for Recorder {
+    fn on_train_begin(&mut self, s: &TrainerState) -> kit::Result<()> {
+        self.0
+            .borrow_mut()
+            .push(format!("begin {}/{}", s.global_step, s.max_steps));
+        Ok(())
+    }
+    fn on_step_end(&mut self, s: &TrainerState, m: &Metrics, c: &mut TrainerControl) -> kit::Result<()> {
+        assert!(m.contains_key("loss") && m.contains_key("grad_norm"), "{m:?}");
+        c.should_save |= s.global_step == 2;
+        c.should_training_stop |= s.global_step == 3;
+        self.0.borrow_mut().push(format!("step {}", s.global_step));
+        Ok(())
+    }
+    fn on_log(&mut self, s: &TrainerState, _: &Metrics, _: &mut TrainerControl) -> kit::Result<()> {
+        self.0.borrow_mut().push(format!("log {}", s.global_step));
+        Ok(())
+    }
+    fn on_evaluate(&mut self, s: &TrainerState, m: &Metrics, _: &mut TrainerControl) -> kit::Result<()> {
+        assert!(m.contains_key("eval_loss"), "{m:?}");
+        self.0.borrow_mut().push(format!("eval {}", s.global_step));
+        Ok(())
+    }
+    fn on_save(&mut self, s: &TrainerState, dir: &std::path::Path) -> kit::Result<()> {
+        assert!(dir.join("trainer_state.json").exists());
+        self.0.borrow_mut().push(format!("save {}", s.global_step));
+        Ok(())
+    }
+    fn on_train_end(&mut self, s: &TrainerState) -> kit::Result<()> {
+        self.0.borrow_mut().push(format!("end {}", s.global_step));
+        Ok(())
+    }
+}
+
+#[test]
+fn callbacks_see_every_phase_and_can_save_and_stop_the_run() {
+    let dir = common::temp_dir("loop-callbacks");
+    let (model, adapter) = setup();
+    let events = std::rc::Rc::new(std::cell::RefCell::new(vec![]));
+    let a = TrainingArguments {
+        logging_steps: 2,
+        eval_on_start: false,
+        ..args(&dir, 6)
+    };
+    let out = Trainer::new(&model, &adapter, Sft::new(&model), a)
+        .with_data(examples(10, 9), examples(4, 9))
+        .with_callback(Recorder(events.clone()))
+        .train()
+        .unwrap();
+    // Step 3 ends the run like a last step: its metrics are logged, it is evaluated, the final adapter is saved.
+    assert_eq!(
+        *events.borrow(),
+        [
+            "begin 0/6",
+            "step 1",
+            "step 2",
+            "log 2",
+            "save 2",
+            "step 3",
+            "log 3",
+            "eval 3",
+            "save 3",
+            "end 3"
+        ]
+    );
+    assert_eq!(out.global_step, 3);
+    assert!(!out.interrupted);
+    assert_eq!(out.adapter_dir, dir);
+    assert!(dir.join("adapter_model.safetensors").exists() && dir.join("checkpoint-2").exists());
+    assert_eq!(out.series("eval_loss").len(), 1);
+}
+
+#[test]
+fn stop_when_ends_the_run_at_the_first_line_past_the_bound() {
+    let dir = common::temp_dir("loop-stop-when");
+    let (model, adapter) = setup();
+    // The loss starts near ln 256 ≈ 5.55 (the tiny vocabulary) and falls as SFT fits; stop once it is under 5.5.
+    let mut t = Trainer::new(&model, &adapter, Sft::new(&model), args(&dir, 40)).with_data(examples(10, 9), vec![]);
+    t.add_callback(StopWhen::below("loss", 5.5));
+    let out = t.train().unwrap();
+    let l = losses(&out.log_history);
+    assert!(out.global_step < 40, "{l:?}");
+    assert!(
+        l.last().unwrap().1 < 5.5 && l[..l.len() - 1].iter().all(|(_, v)| *v >= 5.5),
+        "{l:?}"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use kit::train::dpo::{Dpo, DpoConfig, DpoLossType, PairExample};
 use kit::train::grpo::{advantages, grpo_loss, GrpoConfig, GrpoLossType, ScaleRewards};
 use kit::train::reward_model::reward_loss;
 use kit::train::sft::Sft;
-use kit::train::{Objective, StepInfo};
+use kit::train::{micro_batch_weight, Objective, StepInfo};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Value {
@@ -164,18 +164,24 @@ fn dpo_matches_trl_end_to_end_for_every_loss_type() {
     }
 }
 
-#[test]
-fn grpo_loss_and_advantages_match_trl() {
-    let fx = fixture("grpo");
+/// GRPO's advantages, loss, metrics and d loss / d logp against a TRL fixture. With gradient accumulation the
+/// generation batch is cut into micro-batches as the loop cuts it: each micro-batch's loss is weighted as the loop
+/// weights it and the gradient is that of the weighted sum, which is what the loop's accumulated gradient is.
+fn check_grpo_fixture(fixture_name: &str) {
+    let fx = fixture(fixture_name);
     let g = fx["num_generations"].as_u64().unwrap() as usize;
+    let accumulation = fx["gradient_accumulation_steps"].as_u64().unwrap_or(1) as usize;
     let names: Vec<String> = vec!["format".into(), "accuracy".into()];
     let weights = f64s(&fx["reward_weights"]);
     let rewards = matrix(&fx["rewards_per_func"]);
     let old = tensor2(&fx["old_per_token_logps"]);
     let reference = tensor2(&fx["ref_per_token_logps"]);
     let mask = tensor2(&fx["completion_mask"]);
+    let n = mask.dim(0).unwrap();
+    let rows = n / accumulation;
+    let tokens_in_batch = mask.sum_all().unwrap().to_scalar::<f32>().unwrap() as usize;
     for case in fx["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
+        let name = &format!("{fixture_name}: {}", case["name"].as_str().unwrap());
         let scale = match case["scale_rewards"].as_str().unwrap() {
             "group" => ScaleRewards::Group,
             "batch" => ScaleRewards::Batch,
@@ -201,7 +207,36 @@ fn grpo_loss_and_advantages_match_trl() {
         };
         let logps = Var::from_tensor(&tensor2(&fx["per_token_logps"])).unwrap();
         let adv_t = Tensor::from_vec(adv.iter().map(|&a| a as f32).collect(), adv.len(), &Device::Cpu).unwrap();
-        let (loss, mut metrics) = grpo_loss(logps.as_tensor(), &old, Some(&reference), &mask, &adv_t, &cfg).unwrap();
+        // What the GRPO objective tells the loop (`loss_items`), and the weight the loop gives each micro-batch.
+        let items = cfg.loss_type.normalises_over_step().then_some(tokens_in_batch);
+        let weight = micro_batch_weight(items, accumulation);
+        let mut loss = Tensor::zeros((), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let mut metrics = kit::train::Metrics::new();
+        for micro in 0..accumulation {
+            let part = |t: &Tensor| t.narrow(0, micro * rows, rows).unwrap();
+            let (micro_loss, micro_metrics) = grpo_loss(
+                &part(logps.as_tensor()),
+                &part(&old),
+                Some(&part(&reference)),
+                &part(&mask),
+                &part(&adv_t),
+                &cfg,
+                items,
+            )
+            .unwrap();
+            let micro_loss = (micro_loss * weight).unwrap();
+            if accumulation > 1 {
+                close(
+                    micro_loss.to_scalar::<f32>().unwrap() as f64,
+                    case["micro_losses"][micro].as_f64().unwrap(),
+                    &format!("{name} micro-batch {micro} loss"),
+                );
+            }
+            loss = (loss + micro_loss).unwrap();
+            for (k, v) in micro_metrics {
+                *metrics.entry(k).or_default() += v / accumulation as f64;
+            }
+        }
         metrics.extend(reward_metrics);
         close(
             loss.to_scalar::<f32>().unwrap() as f64,
@@ -228,6 +263,18 @@ fn grpo_loss_and_advantages_match_trl() {
             }
         }
     }
+}
+
+#[test]
+fn grpo_loss_and_advantages_match_trl() {
+    check_grpo_fixture("grpo");
+}
+
+#[test]
+fn grpo_under_gradient_accumulation_matches_trl() {
+    // Two micro-batches of one group each: `dapo` divides by the whole generation batch's tokens, the other loss
+    // types average per-micro-batch means (TRL 1.16's `_compute_loss`).
+    check_grpo_fixture("grpo_accum2");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 
 Run from the repository root (after make_tiny_models.py and make_lora_fixtures.py):
     python tests/oracle/make_trl_fixtures.py
-Writes tests/fixtures/trl/{dpo,grpo,reward,sft}.json and a `grads.safetensors` per model-based case.
+Writes tests/fixtures/trl/{dpo,grpo,grpo_accum2,reward,sft}.json and a `grads.safetensors` per model-based case
+(`python tests/oracle/make_trl_fixtures.py grpo_accum2` writes only the files named).
 
 How TRL is called. TRL's trainers compute their losses inside methods that also run the model; we call those methods
 unbound, on a stand-in `self` holding only the attributes they read (TRL version in each file):
@@ -11,7 +12,9 @@ unbound, on a stand-in `self` holding only the attributes they read (TRL version
   fused LM head would. Reference log-probs are the same model with the adapter disabled, passed as precomputed
   (`precompute_ref_logps`), as kit's adapter-off reference computes them. Gradients of every LoRA tensor are recorded.
 - GRPO: `GRPOTrainer._compute_loss` with `_get_per_token_logps_and_entropies` returning fixed per-token log-probs
-  (a leaf tensor, so d loss / d logp is recorded). Advantages: TRL computes them inside
+  (a leaf tensor, so d loss / d logp is recorded). `grpo_accum2` is the same generation batch cut into two
+  micro-batches of one group each (gradient accumulation 2, `steps_per_generation` 2, as TRL's defaults make it):
+  TRL's loss of each micro-batch, their sum (what the accumulated gradient is the gradient of) and that gradient. Advantages: TRL computes them inside
   `_generate_and_score_completions` next to generation, which cannot run without a model; the lines for the
   default `multi_objective_aggregation="sum_then_normalize"` are mirrored in `grpo_advantages` below.
 - Reward: `RewardTrainer.compute_loss` with a stand-in model returning fixed rewards (a leaf tensor).
@@ -20,6 +23,7 @@ unbound, on a stand-in `self` holding only the attributes they read (TRL version
 """
 import json
 import os
+import sys
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -171,7 +175,7 @@ def grpo_advantages(rewards_per_func, weights, g, scale):
     return adv, metrics
 
 
-def grpo_cases():
+def grpo_cases(accumulation=1):
     gen = torch.Generator().manual_seed(3)
     n, t, g = 8, 6, 4
     rewards_per_func = torch.tensor(
@@ -195,41 +199,58 @@ def grpo_cases():
         ("dapo", 0.04, 0.2, "group", True),
         ("bnpo", 0.04, 0.2, "batch", True),
     ]:
+        # Advantages are computed over the whole generation batch before it is cut into micro-batches (as TRL does).
         adv, reward_metrics = grpo_advantages(rewards_per_func, weights, g, scale)
         leaf = logps.clone().requires_grad_(True)
-        me = SimpleNamespace(
-            _get_per_token_logps_and_entropies=lambda *a, **k: (leaf, torch.ones(n, t), None),
-            top_entropy_quantile=1.0, off_policy_mask_threshold=None, importance_sampling_level="token",
-            beta=beta, loss_type=loss_type, epsilon_low=0.2, epsilon_high=eps_high, use_vllm=False,
-            vllm_importance_sampling_correction=False, model=SimpleNamespace(training=True),
-            current_gradient_accumulation_steps=1, max_completion_length=t, accelerator=accelerator(),
-            _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, aux_loss_enabled=False,
-            args=SimpleNamespace(use_bias_correction_kl=bias_kl, delta=None, steps_per_generation=1),
-            _entropy_bonus_enabled=False, use_adaptive_entropy=False, entropy_coef=0.0,
-        )
-        inputs = {
-            "prompt_ids": torch.ones(n, 1, dtype=torch.long),
-            "prompt_mask": torch.ones(n, 1, dtype=torch.long),
-            "completion_ids": torch.ones(n, t, dtype=torch.long),
-            "completion_mask": mask,
-            "advantages": adv,
-            "old_per_token_logps": old,
-            "ref_per_token_logps": ref,
-            "num_items_in_batch": mask.sum(),
-        }
-        loss = GRPOTrainer._compute_loss(me, None, inputs)
+        rows = n // accumulation
+        loss = 0.0
+        micro_losses = []
+        micro_metrics = defaultdict(list)
+        for micro in range(accumulation):
+            part = slice(micro * rows, (micro + 1) * rows)
+            me = SimpleNamespace(
+                _get_per_token_logps_and_entropies=lambda *a, part=part, **k: (leaf[part], torch.ones(rows, t), None),
+                top_entropy_quantile=1.0, off_policy_mask_threshold=None, importance_sampling_level="token",
+                beta=beta, loss_type=loss_type, epsilon_low=0.2, epsilon_high=eps_high, use_vllm=False,
+                vllm_importance_sampling_correction=False, model=SimpleNamespace(training=True),
+                current_gradient_accumulation_steps=accumulation, max_completion_length=t, accelerator=accelerator(),
+                _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, aux_loss_enabled=False,
+                args=SimpleNamespace(use_bias_correction_kl=bias_kl, delta=None, steps_per_generation=accumulation),
+                _entropy_bonus_enabled=False, use_adaptive_entropy=False, entropy_coef=0.0,
+            )
+            inputs = {
+                "prompt_ids": torch.ones(rows, 1, dtype=torch.long),
+                "prompt_mask": torch.ones(rows, 1, dtype=torch.long),
+                "completion_ids": torch.ones(rows, t, dtype=torch.long),
+                "completion_mask": mask[part],
+                "advantages": adv[part],
+                "old_per_token_logps": old[part],
+                "ref_per_token_logps": ref[part],
+                # Completion tokens of the whole generation batch, not of this micro-batch.
+                "num_items_in_batch": mask.sum(),
+            }
+            micro_loss = GRPOTrainer._compute_loss(me, None, inputs)
+            micro_losses.append(micro_loss.item())
+            loss = loss + micro_loss
+            for k, v in me._metrics["train"].items():
+                if k != "entropy":
+                    micro_metrics[k].append(float(v[-1]))
+        # transformers leaves GRPO's loss unscaled (`loss_is_scaled_for_ga`): the step's gradient is that of the sum.
         loss.backward()
-        metrics = {k: float(v[-1]) for k, v in me._metrics["train"].items() if k != "entropy"}
+        # Logged metrics are the mean over the micro-batches of the logging step.
+        metrics = {k: sum(v) / len(v) for k, v in micro_metrics.items()}
         metrics.update(reward_metrics)
         name = f"grpo_{loss_type}_beta{beta}_eh{eps_high}_{scale}_biaskl{bias_kl}"
         cases.append({
             "name": name, "loss_type": loss_type, "beta": beta, "epsilon": 0.2, "epsilon_high": eps_high,
             "scale_rewards": scale, "use_bias_correction_kl": bias_kl, "loss": loss.item(), "advantages": adv.tolist(),
+            **({"micro_losses": micro_losses} if accumulation > 1 else {}),
             "grad_per_token_logps": leaf.grad.tolist(), "metrics": metrics,
         })
         print(name, f"loss={loss.item():.6f}")
     return {
         "trl_version": trl.__version__, "num_generations": g, "max_completion_length": t,
+        **({"gradient_accumulation_steps": accumulation} if accumulation > 1 else {}),
         "reward_names": ["format", "accuracy"], "reward_weights": weights.tolist(),
         # NaN (a function that does not apply) is written as null.
         "rewards_per_func": [[None if x != x else x for x in row] for row in rewards_per_func.tolist()],
@@ -288,7 +309,12 @@ def sft_case():
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
-    for name, fn in [("dpo", dpo_cases), ("grpo", grpo_cases), ("reward", reward_cases), ("sft", sft_case)]:
+    fixtures = [("dpo", dpo_cases), ("grpo", grpo_cases), ("grpo_accum2", lambda: grpo_cases(accumulation=2)),
+                ("reward", reward_cases), ("sft", sft_case)]
+    only = sys.argv[1:]
+    for name, fn in fixtures:
+        if only and name not in only:
+            continue
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(fn(), f, indent=1)
 

@@ -116,7 +116,7 @@ pub fn install() -> Result<KernelPaths> {
     let kit_crate = kit_crate_dir();
     let config_dir = crate::hub::kit_home().join("evcxr");
     std::fs::create_dir_all(&config_dir).map_err(|e| Error::file(&config_dir, e))?;
-    crate::lora::write_atomic(&config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
+    crate::io::write_atomic(&config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
     let kernel_dir = jupyter_data_dir().join("kernels").join("kit");
     std::fs::create_dir_all(&kernel_dir).map_err(|e| Error::file(&kernel_dir, e))?;
     let spec = serde_json::json!({
@@ -130,7 +130,7 @@ pub fn install() -> Result<KernelPaths> {
         },
     });
     let kernel_json = kernel_dir.join("kernel.json");
-    crate::lora::write_atomic(&kernel_json, serde_json::to_string_pretty(&spec)?.as_bytes())?;
+    crate::io::write_atomic(&kernel_json, serde_json::to_string_pretty(&spec)?.as_bytes())?;
     Ok(KernelPaths {
         evcxr_jupyter: evcxr,
         kernel_json,

@@ -173,7 +173,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         dpo,
     };
     let md = summary_markdown(&report);
-    crate::lora::write_atomic(&a.output_dir.join("answers.md"), md.as_bytes())?;
+    crate::io::write_atomic(&a.output_dir.join("answers.md"), md.as_bytes())?;
     println!(
         "== written to {}: sft/ and dpo/ (adapter, metrics.jsonl, *.svg plots), answers.md",
         a.output_dir.display()

@@ -19,7 +19,7 @@ mod config;
 mod peft;
 
 pub use config::{matches_name, LoraConfig, OneOrMany, Patterns, TargetModules};
-pub use peft::{load, load_into, write_atomic};
+pub use peft::{load, load_into};
 
 /// Flags shared by every adapter layer of one model: switching the adapter off turns the model back into the base
 /// model (the DPO/GRPO reference) without copying anything.

@@ -119,9 +119,7 @@ impl Adapter {
             }
         }
         let weights = dir.join("adapter_model.safetensors");
-        let tmp = dir.join(".adapter_model.safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp).map_err(|e| Error::file(&tmp, e))?;
-        std::fs::rename(&tmp, &weights).map_err(|e| Error::file(&weights, e))?;
+        crate::io::save_tensors_atomic(&weights, &tensors)?;
         let c = &self.config;
         // A struct, not `json!`: a `serde_json::Value` map would sort the pattern keys, and their order matters.
         let cfg = PeftConfigFile {
@@ -145,8 +143,8 @@ impl Adapter {
             init_lora_weights: true,
             modules_to_save: None,
         };
-        write_atomic(
-            &dir.join("adapter_config.json"),
+        crate::io::write_atomic(
+            dir.join("adapter_config.json"),
             serde_json::to_string_pretty(&cfg)?.as_bytes(),
         )
     }
@@ -176,13 +174,6 @@ impl Adapter {
         }
         Ok(())
     }
-}
-
-/// Write `bytes` to a temporary file next to `path`, then rename: a crash never leaves a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::file(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::file(path, e))
 }
 
 /// Load a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) onto `decoder`.

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lora::{write_atomic, Adapter};
+use crate::io::write_atomic;
+use crate::lora::Adapter;
 use crate::{Error, Result};
 
 use super::optim::AdamW;

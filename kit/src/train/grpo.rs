@@ -10,7 +10,6 @@
 //! - grpo: mean over each completion's tokens, then over completions (the paper's 1/|oᵢ| weighting);
 //! - dr_grpo (Liu et al. 2025, "Understanding R1-Zero-Like Training"): Σ ℓ / (N · max_completion_length);
 //! - dapo (Yu et al. 2025) and bnpo: Σ ℓ / Σ tokens over the batch.
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
@@ -37,6 +36,15 @@ pub enum GrpoLossType {
     DrGrpo,
     #[default]
     Dapo,
+}
+
+impl GrpoLossType {
+    /// Whether the loss divides by the completion tokens of the whole generation batch (TRL's
+    /// `num_items_in_batch`), so that accumulated micro-batches add up to one batch; the others are means over
+    /// each micro-batch, averaged over the micro-batches.
+    pub fn normalises_over_step(self) -> bool {
+        self == GrpoLossType::Dapo
+    }
 }
 
 /// How rewards are scaled into advantages: by the group's std (the paper), the whole batch's, or not at all
@@ -204,6 +212,11 @@ pub fn advantages(
 /// The GRPO loss from per-token log-probs (N × T, differentiable), the sampling policy's (`old`, constant), the
 /// reference's (constant, used when β > 0), the completion `mask` (N × T, f32) and per-completion `advantages`
 /// (N,). Returns the loss and TRL's `kl` and `clip_ratio/*` metrics.
+///
+/// `tokens_in_step` is the number of completion tokens in the whole generation batch when this is one micro-batch
+/// of it (gradient accumulation): `dapo` then divides by it, as TRL divides by `num_items_in_batch`, so that the
+/// micro-batches' losses add up to the loss of the whole batch. `grpo`, `bnpo` and `dr_grpo` are means over the
+/// micro-batch, which the loop averages over micro-batches (TRL divides them by the accumulation steps).
 pub fn grpo_loss(
     logps: &Tensor,
     old: &Tensor,
@@ -211,6 +224,7 @@ pub fn grpo_loss(
     mask: &Tensor,
     advantages: &Tensor,
     cfg: &GrpoConfig,
+    tokens_in_step: Option<usize>,
 ) -> Result<(Tensor, Metrics)> {
     let (n, _) = logps.dims2()?;
     let eps_low = cfg.epsilon;
@@ -238,7 +252,9 @@ pub fn grpo_loss(
     let loss = match cfg.loss_type {
         GrpoLossType::Grpo => masked.sum(1)?.div(&mask.sum(1)?.clamp(1f32, f32::MAX)?)?.mean_all()?,
         GrpoLossType::DrGrpo => (masked.sum_all()? / (n * cfg.max_completion_length) as f64)?,
-        GrpoLossType::Dapo | GrpoLossType::Bnpo => (masked.sum_all()? / count.max(1.0))?,
+        GrpoLossType::Dapo => (masked.sum_all()? / tokens_in_step.map_or(count, |n| n as f64).max(1.0))?,
+        // (`normalises_over_step` says which types take `tokens_in_step`.)
+        GrpoLossType::Bnpo => (masked.sum_all()? / count.max(1.0))?,
     };
     let r = ratio.detach();
     let a = adv.detach();
@@ -290,6 +306,7 @@ pub struct PromptExample {
 }
 
 /// One micro-batch of completions, kept for `num_iterations` steps.
+#[derive(Clone)]
 struct Rollout {
     seqs: Vec<Tokenized>,
     advantages: Vec<f32>,
@@ -302,7 +319,8 @@ pub struct Grpo {
     pub cfg: GrpoConfig,
     pub reward_funcs: Vec<Box<dyn RewardFunction>>,
     pad_token_id: u32,
-    rollouts: HashMap<usize, (usize, Rollout)>,
+    /// The generation batch of the current round (one rollout per micro-batch) and the round it was drawn in.
+    rollouts: Option<(usize, Vec<Rollout>)>,
 }
 
 impl Grpo {
@@ -335,7 +353,7 @@ impl Grpo {
             cfg,
             reward_funcs,
             pad_token_id: pad_id(model),
-            rollouts: HashMap::new(),
+            rollouts: None,
         })
     }
 
@@ -438,23 +456,65 @@ impl Grpo {
             lengths.iter().cloned().fold(0.0, f64::max),
         );
         metrics.insert("completions/clipped_ratio".into(), truncated as f64 / n);
-        let old_logps = if self.cfg.num_iterations > 1 {
-            // π_old must stay the sampling policy for all iterations over this rollout.
-            let refs: Vec<&Tokenized> = seqs.iter().collect();
-            let batch = collate(&refs, self.pad_token_id, model.device())?;
-            adapter.set_training(false);
-            let s = token_scores_at(&model.decoder, &batch, self.cfg.temperature);
-            adapter.set_training(was_training);
-            Some(s?.logps.detach())
-        } else {
-            None
-        };
         Ok(Rollout {
             seqs,
             advantages: adv.iter().map(|&a| a as f32).collect(),
-            old_logps,
+            old_logps: None,
             metrics,
         })
+    }
+
+    /// Record π_old's log-probs of a rollout's completions: with `num_iterations` > 1 the sampling policy must stay
+    /// π_old for every iteration over it.
+    fn freeze_old_logps(&self, model: &Model, adapter: &Adapter, r: &mut Rollout) -> Result<()> {
+        let refs: Vec<&Tokenized> = r.seqs.iter().collect();
+        let batch = collate(&refs, self.pad_token_id, model.device())?;
+        let was_training = adapter.is_training();
+        adapter.set_training(false);
+        let s = token_scores_at(&model.decoder, &batch, self.cfg.temperature);
+        adapter.set_training(was_training);
+        r.old_logps = Some(s?.logps.detach());
+        Ok(())
+    }
+
+    /// Sample the whole generation batch of an optimizer step at once (TRL's `generation_batch_size` =
+    /// per-device batch × accumulation steps), so that rewards are scaled over all of it, and cut it into one
+    /// rollout per micro-batch.
+    fn draw_generation_batch(
+        &mut self,
+        model: &Model,
+        adapter: &Adapter,
+        micro_batches: &[Vec<&PromptExample>],
+        at: StepInfo,
+    ) -> Result<Vec<Rollout>> {
+        let g = self.cfg.num_generations;
+        let prompts: Vec<&PromptExample> = micro_batches.iter().flatten().copied().collect();
+        let whole = self.rollout(model, adapter, &prompts, at)?;
+        let mut out = Vec::with_capacity(micro_batches.len());
+        let mut start = 0;
+        for mb in micro_batches {
+            let rows = start..start + mb.len() * g;
+            let mut r = Rollout {
+                seqs: whole.seqs[rows.clone()].to_vec(),
+                advantages: whole.advantages[rows].to_vec(),
+                old_logps: None,
+                metrics: whole.metrics.clone(),
+            };
+            if self.cfg.num_iterations > 1 {
+                self.freeze_old_logps(model, adapter, &mut r)?;
+            }
+            out.push(r);
+            start += mb.len() * g;
+        }
+        Ok(out)
+    }
+
+    /// Completion tokens the loss of rollout `r` counts (truncated completions masked out when asked).
+    fn loss_tokens(r: &Rollout) -> usize {
+        r.seqs
+            .iter()
+            .map(|t| t.completion_mask.iter().filter(|&&m| m).count())
+            .sum()
     }
 }
 
@@ -469,6 +529,31 @@ impl Objective for Grpo {
         (per_device_batch / self.cfg.num_generations).max(1)
     }
 
+    /// A generation batch is drawn at the first of every `num_iterations` steps and reused for the others.
+    fn prepare_step(
+        &mut self,
+        model: &Model,
+        adapter: &Adapter,
+        micro_batches: &[Vec<&PromptExample>],
+        at: StepInfo,
+    ) -> Result<()> {
+        let round = at.step / self.cfg.num_iterations.max(1);
+        let fresh = matches!(&self.rollouts, Some((r, rs)) if *r == round && rs.len() == micro_batches.len());
+        if !fresh {
+            let rollouts = self.draw_generation_batch(model, adapter, micro_batches, at)?;
+            self.rollouts = Some((round, rollouts));
+        }
+        Ok(())
+    }
+
+    /// `dapo` divides by the completion tokens of the whole generation batch (TRL's `num_items_in_batch`).
+    fn loss_items(&self, micro: usize, _batch: &[&PromptExample]) -> Option<usize> {
+        match &self.rollouts {
+            Some((_, rs)) if self.cfg.loss_type.normalises_over_step() => rs.get(micro).map(Self::loss_tokens),
+            _ => None,
+        }
+    }
+
     fn loss(
         &mut self,
         model: &Model,
@@ -476,20 +561,24 @@ impl Objective for Grpo {
         prompts: &[&PromptExample],
         at: StepInfo,
     ) -> Result<StepOutput> {
-        // A rollout is drawn at the first of every `num_iterations` steps and reused for the others.
-        let round = at.step / self.cfg.num_iterations.max(1);
-        let reuse = matches!(self.rollouts.get(&at.micro), Some((r, _)) if *r == round) && !at.eval;
-        if !reuse {
+        if at.eval {
             let r = self.rollout(model, adapter, prompts, at)?;
-            if at.eval {
-                return self.loss_on(model, adapter, &r);
-            }
-            self.rollouts.insert(at.micro, (round, r));
+            return self.loss_on(model, adapter, &r, None);
         }
-        let (_, r) = self.rollouts.remove(&at.micro).expect("inserted above");
-        let out = self.loss_on(model, adapter, &r);
-        self.rollouts.insert(at.micro, (round, r));
-        out
+        let round = at.step / self.cfg.num_iterations.max(1);
+        let prepared = matches!(&self.rollouts, Some((r, rs)) if *r == round && at.micro < rs.len());
+        if !prepared {
+            // Called outside the loop (without `prepare_step`): this micro-batch is its own generation batch.
+            self.prepare_step(model, adapter, &[prompts.to_vec()], StepInfo { micro: 0, ..at })?;
+            let r = self
+                .rollouts
+                .as_ref()
+                .map(|(_, rs)| rs[0].clone())
+                .expect("drawn above");
+            return self.loss_on(model, adapter, &r, at.items_in_step);
+        }
+        let r = &self.rollouts.as_ref().expect("checked above").1[at.micro];
+        self.loss_on(model, adapter, r, at.items_in_step)
     }
 
     fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
@@ -502,7 +591,13 @@ impl Objective for Grpo {
 }
 
 impl Grpo {
-    fn loss_on(&self, model: &Model, adapter: &Adapter, r: &Rollout) -> Result<StepOutput> {
+    fn loss_on(
+        &self,
+        model: &Model,
+        adapter: &Adapter,
+        r: &Rollout,
+        tokens_in_step: Option<usize>,
+    ) -> Result<StepOutput> {
         let refs: Vec<&Tokenized> = r.seqs.iter().collect();
         let batch = collate(&refs, self.pad_token_id, model.device())?;
         if batch.mask.sum_all()?.to_scalar::<f32>()? == 0.0 {
@@ -528,7 +623,15 @@ impl Grpo {
             None
         };
         let adv = Tensor::from_vec(r.advantages.clone(), r.advantages.len(), model.device())?;
-        let (loss, mut metrics) = grpo_loss(&scores.logps, &old, reference.as_ref(), &batch.mask, &adv, &self.cfg)?;
+        let (loss, mut metrics) = grpo_loss(
+            &scores.logps,
+            &old,
+            reference.as_ref(),
+            &batch.mask,
+            &adv,
+            &self.cfg,
+            tokens_in_step,
+        )?;
         let stats = logit_stats(&scores, &batch, 0..r.seqs.len())?;
         metrics.insert("entropy".into(), stats.entropy);
         metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));

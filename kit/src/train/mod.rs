@@ -1,38 +1,48 @@
 //! The training loop shared by every trainer: data order, micro-batches and gradient accumulation, clipping, AdamW,
-//! the schedule, evaluation, metrics lines, progress, checkpoints and resume, NaN and Ctrl-C handling.
+//! the schedule, evaluation, metrics lines, checkpoints and resume, NaN and Ctrl-C handling.
 //!
 //! A trainer is an [`Objective`]: it turns a micro-batch of its examples into a differentiable loss and metrics.
-//! Everything else lives here once.
-use std::collections::BTreeMap;
+//! Everything else lives here once, as named phases that read like nanoGPT's loop:
+//!
+//! ```text
+//! begin                      plan the run, build AdamW, resume from a checkpoint
+//! for each optimizer step:
+//!     accumulate             micro-batches: forward, backward, gradients summed
+//!     optimizer_step         clip the gradient norm, AdamW at the schedule's learning rate
+//!     step_end               callbacks decide: log? evaluate? save? stop?
+//!     log / evaluate / save
+//! finish                     final adapter, plots, the run's summary
+//! ```
+//! Whatever watches or steers a run (progress, charts, a KL budget, early stopping) is a [`TrainerCallback`].
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::lora::Adapter;
+use crate::metrics::MetricsLog;
 use crate::model::Model;
 use crate::{Error, Result};
 
 pub mod args;
+pub mod callbacks;
 pub mod checkpoint;
 pub mod dpo;
 pub mod grpo;
 pub mod logps;
-pub mod metrics;
 pub mod optim;
 pub mod reward_model;
 pub mod sft;
 
+pub use crate::metrics::Metrics;
 pub use args::TrainingArguments;
-use checkpoint::TrainerState;
-use metrics::{MetricsLog, Progress};
-use optim::{clip_grad_norm, lr_at, AdamW, AdamWParams};
-
-/// Metric name → value, in a stable order.
-pub type Metrics = BTreeMap<String, f64>;
+pub use callbacks::{EarlyStopping, OnEvaluate, OnLog, PrintProgress, StopWhen, TrainerCallback, TrainerControl};
+pub use checkpoint::TrainerState;
+use optim::{clip_grad_norm, lr_at, squared_norm, AdamW, AdamWParams};
 
 /// What one micro-batch gives back.
 pub struct StepOutput {
@@ -65,10 +75,22 @@ pub trait Objective {
     fn name(&self) -> &'static str;
     /// Loss and metrics of one micro-batch, with gradients flowing to the adapter (and `extra_vars`).
     fn loss(&mut self, model: &Model, adapter: &Adapter, batch: &[&Self::Example], at: StepInfo) -> Result<StepOutput>;
-    /// How many items (SFT: completion tokens) the loss of `batch` averages over, when that is known before the
-    /// forward pass. Then the loop normalises by the step's total, as transformers' `num_items_in_batch` does, and
-    /// gradient accumulation over unequal lengths equals one big batch; `None` means a mean per micro-batch.
-    fn loss_items(&self, _batch: &[&Self::Example]) -> Option<usize> {
+    /// Called once per optimizer step with all its micro-batches, before the first forward pass (GRPO samples the
+    /// whole generation batch here, as TRL does, so that rewards are scaled and tokens counted over all of it).
+    fn prepare_step(
+        &mut self,
+        _model: &Model,
+        _adapter: &Adapter,
+        _micro_batches: &[Vec<&Self::Example>],
+        _at: StepInfo,
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// How many items (SFT: completion tokens) the loss of micro-batch `micro` averages over, when that is known
+    /// before its forward pass. Then the loop normalises by the step's total, as transformers' `num_items_in_batch`
+    /// does, and gradient accumulation over unequal lengths equals one big batch; `None` means a mean per
+    /// micro-batch.
+    fn loss_items(&self, _micro: usize, _batch: &[&Self::Example]) -> Option<usize> {
         None
     }
     /// Examples per micro-batch for `per_device_batch` (GRPO: prompts = completions / num_generations).
@@ -109,16 +131,23 @@ pub struct TrainOutput {
 }
 
 impl TrainOutput {
-    /// The values of one metric over the run: (step, value).
+    /// The values of one metric over the run: (step, value), finite values only (see [`crate::metrics::series`]).
     pub fn series(&self, key: &str) -> Vec<(f64, f64)> {
-        self.log_history
-            .iter()
-            .filter_map(|m| Some((*m.get("step")?, *m.get(key)?)))
-            .collect()
+        crate::metrics::series(&self.log_history, key)
     }
 }
 
-/// A run: model + adapter + objective + data + arguments.
+/// The weight of one micro-batch's loss in its optimizer step. A loss normalised by the step's total item count
+/// ([`Objective::loss_items`]) is summed over the micro-batches; a per-micro-batch mean is averaged, as transformers
+/// divides by `gradient_accumulation_steps`.
+pub fn micro_batch_weight(items_in_step: Option<usize>, gradient_accumulation_steps: usize) -> f64 {
+    match items_in_step {
+        Some(_) => 1.0,
+        None => 1.0 / gradient_accumulation_steps as f64,
+    }
+}
+
+/// A run: model + adapter + objective + data + arguments + callbacks.
 pub struct Trainer<'a, O: Objective> {
     pub model: &'a Model,
     pub adapter: &'a Adapter,
@@ -126,12 +155,55 @@ pub struct Trainer<'a, O: Objective> {
     pub args: TrainingArguments,
     pub train_data: Vec<O::Example>,
     pub eval_data: Vec<O::Example>,
-    /// Set it (e.g. from a Ctrl-C handler) to stop after the current step with a checkpoint.
+    /// Set it (e.g. from a Ctrl-C handler) to stop after the current step with a checkpoint; the run counts as
+    /// interrupted and resumes from that checkpoint.
     pub stop: Arc<AtomicBool>,
+    /// Called in order at each hook. [`PrintProgress`] comes first unless `disable_tqdm`.
+    pub callbacks: Vec<Box<dyn TrainerCallback + 'a>>,
+}
+
+/// How the steps of a run are cut.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Examples per micro-batch.
+    micro_batch: usize,
+    /// Examples per optimizer step (micro_batch × gradient_accumulation_steps).
+    per_step: usize,
+    total_steps: usize,
+    warmup_steps: usize,
+}
+
+/// The bookkeeping of one run, handed from phase to phase.
+struct Run {
+    plan: Plan,
+    vars: Vec<Var>,
+    opt: AdamW,
+    state: TrainerState,
+    log: MetricsLog,
+    /// Example indices of the whole run, step after step.
+    order: Vec<usize>,
+    /// Sums of the step metrics since the last logged line, and their count.
+    window: Metrics,
+    window_steps: usize,
+    /// The newest checkpoint of *this* run (a fresh run ignores older folders in output_dir).
+    last_checkpoint: Option<PathBuf>,
+    started: Instant,
+    first_step: usize,
+}
+
+/// What the micro-batches of one step give back.
+struct Accumulated {
+    grads: Vec<Option<Tensor>>,
+    loss: f64,
+    metrics: Metrics,
 }
 
 impl<'a, O: Objective> Trainer<'a, O> {
     pub fn new(model: &'a Model, adapter: &'a Adapter, objective: O, args: TrainingArguments) -> Self {
+        let mut callbacks: Vec<Box<dyn TrainerCallback + 'a>> = vec![];
+        if !args.disable_tqdm {
+            callbacks.push(Box::new(PrintProgress));
+        }
         Trainer {
             model,
             adapter,
@@ -140,12 +212,34 @@ impl<'a, O: Objective> Trainer<'a, O> {
             train_data: vec![],
             eval_data: vec![],
             stop: Arc::new(AtomicBool::new(false)),
+            callbacks,
         }
     }
 
     pub fn with_data(mut self, train: Vec<O::Example>, eval: Vec<O::Example>) -> Self {
         self.train_data = train;
         self.eval_data = eval;
+        self
+    }
+
+    /// Add a callback (called after the ones already there).
+    pub fn add_callback(&mut self, callback: impl TrainerCallback + 'a) -> &mut Self {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// The same, by value: `sft_trainer(..)?.with_callback(StopWhen::above("kl", 0.5)).train()`.
+    pub fn with_callback(mut self, callback: impl TrainerCallback + 'a) -> Self {
+        self.add_callback(callback);
+        self
+    }
+
+    /// Replace the default progress lines (e.g. by a terminal progress bar).
+    pub fn replace_progress(&mut self, progress: impl TrainerCallback + 'a) -> &mut Self {
+        if !self.args.disable_tqdm && !self.callbacks.is_empty() {
+            self.callbacks.remove(0);
+        }
+        self.callbacks.insert(0, Box::new(progress));
         self
     }
 
@@ -200,23 +294,85 @@ impl<'a, O: Objective> Trainer<'a, O> {
             .collect())
     }
 
-    /// Train to the end (or until `stop` is set), writing metrics, checkpoints, the final adapter and plots.
+    /// Train to the end (or until `stop` is set or a callback stops the run), writing metrics, checkpoints, the
+    /// final adapter and plots.
     pub fn train(&mut self) -> Result<TrainOutput> {
+        let mut run = self.begin()?;
+        if self.args.eval_on_start && run.state.global_step == 0 && !self.eval_data.is_empty() {
+            self.evaluate_and_log(&mut run, &mut TrainerControl::default())?;
+        }
+        let mut interrupted = false;
+        while run.state.global_step < run.plan.total_steps {
+            let step = run.state.global_step;
+            let lr = lr_at(
+                self.args.lr_scheduler_type,
+                self.args.learning_rate,
+                step,
+                run.plan.warmup_steps,
+                run.plan.total_steps,
+            );
+            let acc = self.accumulate(&mut run)?;
+            let grad_norm = self.optimizer_step(&mut run, acc.grads, lr)?;
+            let mut metrics = acc.metrics;
+            metrics.insert("loss".into(), acc.loss);
+            metrics.insert("grad_norm".into(), grad_norm);
+            metrics.insert("learning_rate".into(), lr);
+
+            let mut control = self.step_end(&mut run, &metrics)?;
+            let interrupt = self.stop.load(Ordering::Relaxed);
+            if control.should_log || interrupt {
+                self.log(&mut run, grad_norm, lr, &mut control)?;
+            }
+            let last = run.state.global_step == run.plan.total_steps;
+            // A run a callback ends is evaluated and saved like a finished one.
+            let ending = last || control.should_training_stop;
+            if (control.should_evaluate || ending) && !self.eval_data.is_empty() {
+                self.evaluate_and_log(&mut run, &mut control)?;
+            }
+            let ending = last || control.should_training_stop;
+            if (control.should_save || interrupt) && !ending {
+                self.save_checkpoint(&mut run)?;
+            }
+            if interrupt && !ending {
+                interrupted = true;
+                self.message(&format!(
+                    "stopped at step {}; resume with resume_from_checkpoint=\"latest\"",
+                    run.state.global_step
+                ));
+                break;
+            }
+            if control.should_training_stop && !last {
+                self.message(&format!(
+                    "stopped by a callback at step {} of {}",
+                    run.state.global_step, run.plan.total_steps
+                ));
+                break;
+            }
+        }
+        self.finish(run, interrupted)
+    }
+
+    /// Plan the run, build the optimizer and resume from a checkpoint when asked.
+    fn begin(&mut self) -> Result<Run> {
         let args = self.args.clone();
         args.validate()?;
         if self.train_data.is_empty() {
             return Err(Error::Input("no training examples".into()));
         }
-        let out_dir = args.output_dir.clone();
-        std::fs::create_dir_all(&out_dir).map_err(|e| Error::file(&out_dir, e))?;
-        let bs = self.objective.batch_examples(args.per_device_train_batch_size);
-        let per_step = bs * args.gradient_accumulation_steps;
-        let total = args
+        let out_dir = &args.output_dir;
+        std::fs::create_dir_all(out_dir).map_err(|e| Error::file(out_dir, e))?;
+        let micro_batch = self.objective.batch_examples(args.per_device_train_batch_size);
+        let per_step = micro_batch * args.gradient_accumulation_steps;
+        let total_steps = args
             .max_steps
             .unwrap_or_else(|| (args.num_train_epochs * self.train_data.len() as f64 / per_step as f64).ceil() as usize)
             .max(1);
-        let warmup = args.warmup(total);
-
+        let plan = Plan {
+            micro_batch,
+            per_step,
+            total_steps,
+            warmup_steps: args.warmup(total_steps),
+        };
         let mut vars = self.adapter.vars();
         vars.extend(self.objective.extra_vars());
         let mut opt = AdamW::new(
@@ -231,16 +387,15 @@ impl<'a, O: Objective> Trainer<'a, O> {
         )?;
         let mut state = TrainerState {
             global_step: 0,
-            max_steps: total,
+            max_steps: total_steps,
             epoch: 0.0,
             seed: args.seed,
             num_tokens: 0,
             trainer: self.objective.name().to_string(),
         };
-        // The newest checkpoint of *this* run (a fresh run ignores older folders in output_dir).
-        let mut last_checkpoint: Option<PathBuf> = None;
+        let mut last_checkpoint = None;
         if let Some(spec) = &args.resume_from_checkpoint {
-            let dir = checkpoint::resolve(&out_dir, spec)?;
+            let dir = checkpoint::resolve(out_dir, spec)?;
             let saved = checkpoint::load_state(&dir)?;
             if saved.trainer != state.trainer {
                 return Err(Error::file(
@@ -252,168 +407,244 @@ impl<'a, O: Objective> Trainer<'a, O> {
             opt.load(&dir.join("optimizer.safetensors"))?;
             self.objective.load_extra(&dir)?;
             state = TrainerState {
-                max_steps: total,
+                max_steps: total_steps,
                 ..saved
             };
             last_checkpoint = Some(dir);
         }
-        let mut log = MetricsLog::open(&out_dir.join("metrics.jsonl"), state.global_step)?;
-        let order = self.order(total * per_step);
-        let mut progress = Progress::new(total, state.global_step, args.disable_tqdm);
-        let mut window: Metrics = Metrics::new();
-        let mut window_steps = 0usize;
-        let mut interrupted = false;
-        let started = std::time::Instant::now();
-        let first_step = state.global_step;
-
-        if args.eval_on_start && state.global_step == 0 && !self.eval_data.is_empty() {
-            let mut line = self.evaluate(0)?;
-            line.insert("epoch".into(), 0.0);
-            line.insert("step".into(), 0.0);
-            log.write(&line)?;
-            progress.log(&line);
+        let log = MetricsLog::open(&out_dir.join("metrics.jsonl"), state.global_step)?;
+        for cb in &mut self.callbacks {
+            cb.on_train_begin(&state)?;
         }
-        while state.global_step < total {
-            let step = state.global_step;
-            let lr = lr_at(args.lr_scheduler_type, args.learning_rate, step, warmup, total);
-            opt.set_lr(lr);
-            self.adapter.set_training(true);
-            self.adapter.reseed_dropout(args.seed.wrapping_add(step as u64))?;
-            let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
-            let mut step_metrics = Metrics::new();
-            let mut step_loss = 0f64;
-            let micro_batches: Vec<Vec<&O::Example>> = (0..args.gradient_accumulation_steps)
-                .map(|micro| {
-                    let start = step * per_step + micro * bs;
-                    order[start..start + bs].iter().map(|&i| &self.train_data[i]).collect()
-                })
-                .collect();
-            let items_in_step: Option<usize> = micro_batches.iter().map(|b| self.objective.loss_items(b)).sum();
-            // Losses normalised by the step's total are summed over micro-batches; per-micro-batch means averaged.
-            let micro_weight = match items_in_step {
-                Some(_) => 1.0,
-                None => 1.0 / args.gradient_accumulation_steps as f64,
-            };
-            for (micro, batch) in micro_batches.iter().enumerate() {
-                let info = StepInfo {
-                    step,
-                    micro,
-                    seed: args.seed,
-                    eval: false,
-                    items_in_step,
-                };
-                let out = self.objective.loss(self.model, self.adapter, batch, info)?;
-                let loss_value = out.loss.to_scalar::<f32>()? as f64;
-                if !loss_value.is_finite() {
-                    return Err(nan_error(step, micro, loss_value, last_checkpoint.as_deref()));
-                }
-                let g = (out.loss * micro_weight)?.backward()?;
-                for (slot, var) in grads.iter_mut().zip(&vars) {
-                    if let Some(gv) = g.get(var.as_tensor()) {
-                        *slot = Some(match slot.take() {
-                            Some(acc) => (acc + gv)?,
-                            None => gv.clone(),
-                        });
-                    }
-                }
-                step_loss += loss_value * micro_weight;
-                for (k, v) in out.metrics {
-                    *step_metrics.entry(k).or_default() += v / args.gradient_accumulation_steps as f64;
-                }
-                state.num_tokens += out.num_tokens;
-            }
-            let grad_norm = clip_grad_norm(&mut grads, args.max_grad_norm)?;
-            if !grad_norm.is_finite() {
-                return Err(nan_error(step, 0, grad_norm, last_checkpoint.as_deref()));
-            }
-            opt.step(&grads)?;
-            state.global_step += 1;
-            state.epoch = (state.global_step * per_step) as f64 / self.train_data.len() as f64;
+        Ok(Run {
+            plan,
+            vars,
+            opt,
+            order: self.order(total_steps * per_step),
+            first_step: state.global_step,
+            state,
+            log,
+            window: Metrics::new(),
+            window_steps: 0,
+            last_checkpoint,
+            started: Instant::now(),
+        })
+    }
 
-            step_metrics.insert("loss".into(), step_loss);
-            step_metrics.insert("grad_norm".into(), grad_norm);
-            step_metrics.insert("learning_rate".into(), lr);
-            for (k, v) in &step_metrics {
-                *window.entry(k.clone()).or_default() += v;
-            }
-            window_steps += 1;
-            progress.step(state.global_step, &step_metrics);
-
-            let last = state.global_step == total;
-            let stopping = self.stop.load(Ordering::Relaxed);
-            if state.global_step.is_multiple_of(args.logging_steps) || last || stopping {
-                let mut line: Metrics = window
+    /// Forward and backward over the step's micro-batches, summing their gradients (gradient accumulation).
+    fn accumulate(&mut self, run: &mut Run) -> Result<Accumulated> {
+        let step = run.state.global_step;
+        let accumulation = self.args.gradient_accumulation_steps;
+        let Plan {
+            micro_batch, per_step, ..
+        } = run.plan;
+        self.adapter.set_training(true);
+        self.adapter.reseed_dropout(self.args.seed.wrapping_add(step as u64))?;
+        let micro_batches: Vec<Vec<&O::Example>> = (0..accumulation)
+            .map(|micro| {
+                let start = step * per_step + micro * micro_batch;
+                run.order[start..start + micro_batch]
                     .iter()
-                    .map(|(k, v)| (k.clone(), v / window_steps as f64))
-                    .collect();
-                // transformers averages the loss (and TRL its own metrics) over the logging window, but logs the
-                // gradient norm and learning rate of the last step only.
-                line.insert("grad_norm".into(), grad_norm);
-                line.insert("learning_rate".into(), lr);
-                line.insert("epoch".into(), state.epoch);
-                line.insert("num_tokens".into(), state.num_tokens as f64);
-                line.insert("step".into(), state.global_step as f64);
-                log.write(&line)?;
-                progress.log(&line);
-                window.clear();
-                window_steps = 0;
-            }
-            let eval_now = !self.eval_data.is_empty()
-                && (last || args.eval_steps.is_some_and(|n| state.global_step.is_multiple_of(n)));
-            if eval_now {
-                let mut line = self.evaluate(state.global_step)?;
-                line.insert("epoch".into(), state.epoch);
-                line.insert("step".into(), state.global_step as f64);
-                log.write(&line)?;
-                progress.log(&line);
-            }
-            let save_now = stopping || args.save_steps.is_some_and(|n| state.global_step.is_multiple_of(n));
-            if save_now && !last {
-                let objective = &self.objective;
-                let dir = checkpoint::save(&out_dir, self.adapter, &opt, &state, &|d| objective.save_extra(d))?;
-                if let Some(limit) = args.save_total_limit {
-                    checkpoint::rotate(&out_dir, limit)?;
-                }
-                last_checkpoint = Some(dir);
-            }
-            if stopping && !last {
-                interrupted = true;
-                progress.println(&format!(
-                    "stopped at step {}; resume with resume_from_checkpoint=\"latest\"",
-                    state.global_step
+                    .map(|&i| &self.train_data[i])
+                    .collect()
+            })
+            .collect();
+        let at = |micro, items_in_step| StepInfo {
+            step,
+            micro,
+            seed: self.args.seed,
+            eval: false,
+            items_in_step,
+        };
+        self.objective
+            .prepare_step(self.model, self.adapter, &micro_batches, at(0, None))?;
+        let items_in_step: Option<usize> = micro_batches
+            .iter()
+            .enumerate()
+            .map(|(micro, b)| self.objective.loss_items(micro, b))
+            .sum();
+        let weight = micro_batch_weight(items_in_step, accumulation);
+        let mut acc = Accumulated {
+            grads: vec![None; run.vars.len()],
+            loss: 0.0,
+            metrics: Metrics::new(),
+        };
+        for (micro, batch) in micro_batches.iter().enumerate() {
+            let out = self
+                .objective
+                .loss(self.model, self.adapter, batch, at(micro, items_in_step))?;
+            let loss = out.loss.to_scalar::<f32>()? as f64;
+            if !loss.is_finite() {
+                return Err(nan_error(
+                    "loss",
+                    loss,
+                    step,
+                    Some(micro),
+                    run.last_checkpoint.as_deref(),
                 ));
-                break;
             }
+            let g = (out.loss * weight)?.backward()?;
+            let micro_grads: Vec<Option<&Tensor>> = run.vars.iter().map(|v| g.get(v.as_tensor())).collect();
+            // Name the micro-batch whose gradient is not finite (with one micro-batch, the step's norm says it).
+            if accumulation > 1 {
+                let norm = squared_norm(micro_grads.iter().flatten().copied())?.sqrt();
+                if !norm.is_finite() {
+                    return Err(nan_error(
+                        "gradient norm",
+                        norm,
+                        step,
+                        Some(micro),
+                        run.last_checkpoint.as_deref(),
+                    ));
+                }
+            }
+            for (slot, gv) in acc.grads.iter_mut().zip(micro_grads) {
+                if let Some(gv) = gv {
+                    *slot = Some(match slot.take() {
+                        Some(sum) => (sum + gv)?,
+                        None => gv.clone(),
+                    });
+                }
+            }
+            acc.loss += loss * weight;
+            for (k, v) in out.metrics {
+                *acc.metrics.entry(k).or_default() += v / accumulation as f64;
+            }
+            run.state.num_tokens += out.num_tokens;
         }
-        progress.finish();
         self.adapter.set_training(false);
+        Ok(acc)
+    }
+
+    /// Clip the summed gradients to `max_grad_norm` and take one AdamW step; returns the norm before clipping.
+    fn optimizer_step(&mut self, run: &mut Run, mut grads: Vec<Option<Tensor>>, lr: f64) -> Result<f64> {
+        let grad_norm = clip_grad_norm(&mut grads, self.args.max_grad_norm)?;
+        if !grad_norm.is_finite() {
+            let micro = (self.args.gradient_accumulation_steps == 1).then_some(0);
+            let step = run.state.global_step;
+            return Err(nan_error(
+                "gradient norm",
+                grad_norm,
+                step,
+                micro,
+                run.last_checkpoint.as_deref(),
+            ));
+        }
+        run.opt.set_lr(lr);
+        run.opt.step(&grads)?;
+        run.state.global_step += 1;
+        run.state.epoch = (run.state.global_step * run.plan.per_step) as f64 / self.train_data.len() as f64;
+        Ok(grad_norm)
+    }
+
+    /// The step's control: what the arguments prescribe, then what the callbacks make of it.
+    fn step_end(&mut self, run: &mut Run, metrics: &Metrics) -> Result<TrainerControl> {
+        for (k, v) in metrics {
+            *run.window.entry(k.clone()).or_default() += v;
+        }
+        run.window_steps += 1;
+        let step = run.state.global_step;
+        let every = |n: Option<usize>| n.is_some_and(|n| step.is_multiple_of(n));
+        let last = step == run.plan.total_steps;
+        let mut control = TrainerControl {
+            should_log: step.is_multiple_of(self.args.logging_steps) || last,
+            should_evaluate: every(self.args.eval_steps),
+            should_save: every(self.args.save_steps),
+            should_training_stop: false,
+        };
+        for cb in &mut self.callbacks {
+            cb.on_step_end(&run.state, metrics, &mut control)?;
+        }
+        if control.should_training_stop {
+            control.should_log = true;
+        }
+        Ok(control)
+    }
+
+    /// Write the metrics line of the logging window: losses and trainer metrics averaged over its steps (as
+    /// transformers and TRL do), the gradient norm and learning rate of its last step.
+    fn log(&mut self, run: &mut Run, grad_norm: f64, lr: f64, control: &mut TrainerControl) -> Result<()> {
+        if run.window_steps == 0 {
+            return Ok(());
+        }
+        let mut line: Metrics = run
+            .window
+            .iter()
+            .map(|(k, v)| (k.clone(), v / run.window_steps as f64))
+            .collect();
+        line.insert("grad_norm".into(), grad_norm);
+        line.insert("learning_rate".into(), lr);
+        line.insert("epoch".into(), run.state.epoch);
+        line.insert("num_tokens".into(), run.state.num_tokens as f64);
+        line.insert("step".into(), run.state.global_step as f64);
+        run.log.write(&line)?;
+        run.window.clear();
+        run.window_steps = 0;
+        for cb in &mut self.callbacks {
+            cb.on_log(&run.state, &line, control)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluate on the held-out split and write the `eval_*` line.
+    fn evaluate_and_log(&mut self, run: &mut Run, control: &mut TrainerControl) -> Result<()> {
+        let mut line = self.evaluate(run.state.global_step)?;
+        line.insert("epoch".into(), run.state.epoch);
+        line.insert("step".into(), run.state.global_step as f64);
+        run.log.write(&line)?;
+        for cb in &mut self.callbacks {
+            cb.on_evaluate(&run.state, &line, control)?;
+        }
+        Ok(())
+    }
+
+    /// Write `checkpoint-<step>/` (adapter, optimizer moments, state, the trainer's own files) and rotate old ones.
+    fn save_checkpoint(&mut self, run: &mut Run) -> Result<PathBuf> {
+        let out_dir = &self.args.output_dir;
+        let objective = &self.objective;
+        let dir = checkpoint::save(out_dir, self.adapter, &run.opt, &run.state, &|d| {
+            objective.save_extra(d)
+        })?;
+        if let Some(limit) = self.args.save_total_limit {
+            checkpoint::rotate(out_dir, limit)?;
+        }
+        run.last_checkpoint = Some(dir.clone());
+        for cb in &mut self.callbacks {
+            cb.on_save(&run.state, &dir)?;
+        }
+        Ok(dir)
+    }
+
+    /// The final adapter (with its state, so that a finished run can be extended with a larger `max_steps`), the
+    /// plots, and the summary; an interrupted run points at its last checkpoint instead.
+    fn finish(&mut self, mut run: Run, interrupted: bool) -> Result<TrainOutput> {
+        self.adapter.set_training(false);
+        let out_dir = self.args.output_dir.clone();
         let adapter_dir = if interrupted {
-            last_checkpoint.unwrap_or_else(|| out_dir.clone())
+            run.last_checkpoint.clone().unwrap_or_else(|| out_dir.clone())
         } else {
             self.adapter.save(&out_dir)?;
             self.objective.save_extra(&out_dir)?;
-            let objective = &self.objective;
-            // The final state too, so that a finished run can be extended with a larger max_steps.
-            checkpoint::save(&out_dir, self.adapter, &opt, &state, &|d| objective.save_extra(d))?;
-            if let Some(limit) = args.save_total_limit {
-                checkpoint::rotate(&out_dir, limit)?;
-            }
+            self.save_checkpoint(&mut run)?;
             out_dir.clone()
         };
-        let history = log.history().to_vec();
+        let history = run.log.history().to_vec();
         for (stem, title, keys) in self.objective.plots() {
             crate::plot::save_metrics_plot(&history, &keys, title, &out_dir.join(format!("{stem}.svg")))?;
         }
         let losses: Vec<f64> = history.iter().filter_map(|m| m.get("loss").copied()).collect();
-        let train_runtime = started.elapsed().as_secs_f64();
-        let steps_run = (state.global_step - first_step).max(1) as f64;
-        progress.println(&format!(
+        let train_runtime = run.started.elapsed().as_secs_f64();
+        let steps_run = (run.state.global_step - run.first_step).max(1) as f64;
+        self.message(&format!(
             "train_runtime {train_runtime:.1}s  train_steps_per_second {:.3}  train_samples_per_second {:.3}",
             steps_run / train_runtime,
-            steps_run * per_step as f64 / train_runtime
+            steps_run * run.plan.per_step as f64 / train_runtime
         ));
+        for cb in &mut self.callbacks {
+            cb.on_train_end(&run.state)?;
+        }
         Ok(TrainOutput {
-            global_step: state.global_step,
+            global_step: run.state.global_step,
             training_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
             log_history: history,
             adapter_dir,
@@ -421,16 +652,27 @@ impl<'a, O: Objective> Trainer<'a, O> {
             train_runtime,
         })
     }
+
+    fn message(&mut self, text: &str) {
+        for cb in &mut self.callbacks {
+            cb.on_message(text);
+        }
+    }
 }
 
-fn nan_error(step: usize, micro: usize, value: f64, last: Option<&Path>) -> Error {
+/// The message of a NaN/∞ stop: what became non-finite, where (step, and the micro-batch when it is known), and
+/// which checkpoint is the last good one.
+fn nan_error(what: &str, value: f64, step: usize, micro: Option<usize>, last: Option<&Path>) -> Error {
     let keep = match last {
         Some(p) => format!("the last good checkpoint is {}", p.display()),
         None => "no checkpoint was written yet".to_string(),
     };
+    let at = match micro {
+        Some(m) => format!("step {} (micro-batch {m})", step + 1),
+        None => format!("step {} (the sum over its micro-batches)", step + 1),
+    };
     Error::msg(format!(
-        "training stopped: the loss (or gradient norm) became {value} at step {} (micro-batch {micro}); {keep}. \
-         Lower the learning rate, check the data for empty completions, or use f32 activations.",
-        step + 1
+        "training stopped: the {what} became {value} at {at}; {keep}. \
+         Lower the learning rate, check the data for empty completions, or use f32 activations."
     ))
 }

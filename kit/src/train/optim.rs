@@ -82,10 +82,7 @@ impl AdamW {
             "step".into(),
             Tensor::new(&[self.step as u32], &candle_core::Device::Cpu)?,
         );
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        crate::io::save_tensors_atomic(path, &tensors)
     }
 
     pub fn load(&mut self, path: &Path) -> Result<()> {
@@ -121,11 +118,7 @@ impl AdamW {
 /// √(Σ‖g‖²) over all gradients, and the factor `clip_grad_norm_` scales them by: max_norm / (norm + 1e-6) when the
 /// norm exceeds max_norm, else 1.
 pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64> {
-    let mut sq = 0f64;
-    for g in grads.iter().flatten() {
-        sq += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-    }
-    let norm = sq.sqrt();
+    let norm = squared_norm(grads.iter().flatten())?.sqrt();
     if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
         let c = max_norm / (norm + 1e-6);
         for g in grads.iter_mut().flatten() {
@@ -133,6 +126,18 @@ pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<f64
         }
     }
     Ok(norm)
+}
+
+/// Σ‖g‖² over `grads`, with one device-to-host read (not one per tensor).
+pub fn squared_norm<'t>(grads: impl IntoIterator<Item = &'t Tensor>) -> Result<f64> {
+    let parts: Vec<Tensor> = grads
+        .into_iter()
+        .map(|g| g.to_dtype(DType::F32)?.sqr()?.sum_all())
+        .collect::<candle_core::Result<_>>()?;
+    if parts.is_empty() {
+        return Ok(0.0);
+    }
+    Ok(Tensor::stack(&parts, 0)?.sum_all()?.to_scalar::<f32>()? as f64)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]

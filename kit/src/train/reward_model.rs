@@ -104,10 +104,7 @@ impl RewardHead {
             "score.weight".to_string(),
             self.weight.as_tensor().to_device(&candle_core::Device::Cpu)?,
         );
-        let path = dir.join(HEAD_FILE);
-        let tmp = dir.join(format!(".{HEAD_FILE}.tmp"));
-        candle_core::safetensors::save(&t, &tmp)?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::file(&path, e))
+        crate::io::save_tensors_atomic(dir.join(HEAD_FILE), &t)
     }
 
     pub fn load(dir: &Path, device: &candle_core::Device) -> Result<Self> {

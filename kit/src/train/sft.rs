@@ -74,7 +74,7 @@ impl Objective for Sft {
     }
 
     /// Predicted completion tokens (the positions the loss counts).
-    fn loss_items(&self, batch: &[&Tokenized]) -> Option<usize> {
+    fn loss_items(&self, _micro: usize, batch: &[&Tokenized]) -> Option<usize> {
         Some(
             batch
                 .iter()

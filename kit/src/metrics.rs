@@ -1,0 +1,137 @@
+//! The one home of training metrics: a logged line ([`Metrics`]), the run's `metrics.jsonl` (TRL's keys, one JSON
+//! object per logged step), and the (step, value) series that charts and notebooks read from a run's history.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Metric name → value, in a stable order (one logged line).
+pub type Metrics = BTreeMap<String, f64>;
+
+/// The (step, value) points of `key` in a run's history, in logging order. Lines without `step` or `key` are left
+/// out, and so are non-finite values: JSON cannot hold NaN or ±∞ (serde writes `null`), so a series read back from
+/// `metrics.jsonl` could not have them either, and a chart cannot draw them.
+pub fn series(history: &[Metrics], key: &str) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter_map(|m| Some((*m.get("step")?, *m.get(key)?)))
+        .filter(|(_, y)| y.is_finite())
+        .collect()
+}
+
+/// `metrics.jsonl`, append-only. Resuming at step s first drops the lines written after s by the interrupted run, so
+/// that the file reads like one uninterrupted run.
+pub struct MetricsLog {
+    path: PathBuf,
+    history: Vec<Metrics>,
+}
+
+impl MetricsLog {
+    /// Open (or start) the log of a run that is at step `resume_step`.
+    pub fn open(path: &Path, resume_step: usize) -> Result<Self> {
+        let mut history = vec![];
+        if resume_step > 0 && path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                // A line cut by a crash is dropped, not fatal.
+                if let Ok(m) = serde_json::from_str(line).and_then(parse_line) {
+                    if m.get("step").is_some_and(|s| *s <= resume_step as f64) {
+                        history.push(m);
+                    }
+                }
+            }
+        }
+        let mut text = String::new();
+        for m in &history {
+            text.push_str(&serde_json::to_string(m)?);
+            text.push('\n');
+        }
+        crate::io::write_atomic(path, text.as_bytes())?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            history,
+        })
+    }
+
+    /// Append one line (flushed at once: a crash loses at most the line being written).
+    pub fn write(&mut self, m: &Metrics) -> Result<()> {
+        let m = &finite(m);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(|e| Error::file(&self.path, e))?;
+        writeln!(f, "{}", serde_json::to_string(m)?).map_err(|e| Error::file(&self.path, e))?;
+        self.history.push(m.clone());
+        Ok(())
+    }
+
+    pub fn history(&self) -> &[Metrics] {
+        &self.history
+    }
+}
+
+/// Read a `metrics.jsonl` written by a run.
+pub fn read_metrics(path: impl AsRef<Path>) -> Result<Vec<Metrics>> {
+    let path = path.as_ref();
+    crate::data::read_jsonl(path)?
+        .into_iter()
+        .map(|(line, v)| {
+            parse_line(v).map_err(|e| Error::file(path, format!("line {line}: not a metrics object: {e}")))
+        })
+        .collect()
+}
+
+/// One stored line; `null` (how JSON writers store NaN) reads as an absent value.
+fn parse_line(v: serde_json::Value) -> std::result::Result<Metrics, serde_json::Error> {
+    let m: BTreeMap<String, Option<f64>> = serde_json::from_value(v)?;
+    Ok(m.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
+}
+
+/// A line as it is stored and kept: non-finite values are left out (see [`series`]).
+fn finite(m: &Metrics) -> Metrics {
+    m.iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_keeps_logging_order_and_drops_what_json_cannot_hold() {
+        let line = |step: f64, loss: f64| Metrics::from([("step".into(), step), ("loss".into(), loss)]);
+        let history = vec![
+            line(1.0, 2.0),
+            line(2.0, f64::NAN),
+            Metrics::from([("step".into(), 3.0)]),
+            line(4.0, 1.5),
+        ];
+        assert_eq!(series(&history, "loss"), vec![(1.0, 2.0), (4.0, 1.5)]);
+        assert!(series(&history, "eval_loss").is_empty());
+    }
+
+    #[test]
+    fn a_nan_metric_is_absent_in_the_file_and_in_memory_alike() {
+        let dir = std::env::temp_dir().join(format!("kit-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.jsonl");
+        let mut log = MetricsLog::open(&path, 0).unwrap();
+        log.write(&Metrics::from([
+            ("step".into(), 1.0),
+            ("reward_std".into(), f64::NAN),
+            ("loss".into(), 0.5),
+        ]))
+        .unwrap();
+        let read = read_metrics(&path).unwrap();
+        assert_eq!(read, log.history());
+        assert_eq!(read[0].get("reward_std"), None);
+        // A line a foreign writer stored with null still reads, and survives a resume.
+        std::fs::write(&path, "{\"step\":1.0,\"kl\":null,\"loss\":0.5}\n").unwrap();
+        assert_eq!(read_metrics(&path).unwrap()[0].len(), 2);
+        assert_eq!(MetricsLog::open(&path, 1).unwrap().history().len(), 1);
+    }
+}
