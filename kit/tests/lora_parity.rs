@@ -170,15 +170,12 @@ fn kit_adapter(dir: &std::path::Path) -> lora::Adapter {
 
 #[test]
 fn adapters_kit_writes_load_in_peft() {
-    // The committed adapter is exactly what kit writes (regenerate with KIT_WRITE_FIXTURES=1), and PEFT, loading it,
+    // The committed adapter is exactly what kit writes (KIT_WRITE_FIXTURES=1 writes it there, see `common::write_fixture_if_asked`), and PEFT, loading it,
     // computed the logits recorded next to it by tests/oracle/check_kit_adapter_in_peft.py.
     let committed = common::fixtures().join("lora").join("kit_written");
-    let dir = if std::env::var("KIT_WRITE_FIXTURES").is_ok() {
-        committed.clone()
-    } else {
-        common::temp_dir("kit-adapter")
-    };
+    let dir = common::temp_dir("kit-adapter");
     kit_adapter(&dir);
+    common::write_fixture_if_asked(&dir, &committed, "python tests/oracle/check_kit_adapter_in_peft.py");
     let ours = candle_core::safetensors::load(dir.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
     let theirs = candle_core::safetensors::load(committed.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(ours.len(), theirs.len());

@@ -226,15 +226,16 @@ fn kit_adapter_with_patterns(dir: &std::path::Path) -> (kit::model::Decoder, lor
 
 #[test]
 fn kit_written_patterns_load_in_peft() {
-    // The committed adapter is what kit writes (regenerate with KIT_WRITE_FIXTURES=1); PEFT loaded it and recorded
+    // The committed adapter is what kit writes (KIT_WRITE_FIXTURES=1 writes it there, see `common::write_fixture_if_asked`); PEFT loaded it and recorded
     // its logits and per-module rank/scaling (tests/oracle/check_kit_adapter_in_peft.py DIR).
     let committed = case_dir("kit_written_patterns");
-    let dir = if std::env::var("KIT_WRITE_FIXTURES").is_ok() {
-        committed.clone()
-    } else {
-        common::temp_dir("kit-adapter-patterns")
-    };
+    let dir = common::temp_dir("kit-adapter-patterns");
     let (dec, adapter) = kit_adapter_with_patterns(&dir);
+    common::write_fixture_if_asked(
+        &dir,
+        &committed,
+        "python tests/oracle/check_kit_adapter_in_peft.py tests/fixtures/lora/kit_written_patterns",
+    );
     let (ours, theirs) = (
         load_st(dir.join("adapter_model.safetensors")),
         load_st(committed.join("adapter_model.safetensors")),

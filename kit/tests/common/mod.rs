@@ -18,6 +18,27 @@ pub fn real_model(alias: &str) -> PathBuf {
     }
 }
 
+/// For tests that compare what kit writes with a committed fixture an oracle has read: with `KIT_WRITE_FIXTURES=1`,
+/// copy the files kit just wrote in `written` over the fixture in `committed` and fail on purpose, because the
+/// comparison would then be of the fixture with itself; the oracle must read the new files first (the fixture's
+/// script is named in the message), and the test is rerun without the variable.
+pub fn write_fixture_if_asked(written: &std::path::Path, committed: &std::path::Path, oracle: &str) {
+    if std::env::var_os("KIT_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    std::fs::create_dir_all(committed).unwrap();
+    for e in std::fs::read_dir(written).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), committed.join(e.file_name())).unwrap();
+        }
+    }
+    panic!(
+        "KIT_WRITE_FIXTURES: wrote {}; now run `{oracle}` and rerun this test without KIT_WRITE_FIXTURES",
+        committed.display()
+    );
+}
+
 /// A fresh temporary directory under the target dir.
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
