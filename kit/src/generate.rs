@@ -121,6 +121,11 @@ impl Model {
         self.generate_stream(prompts, cfg, |_| {})
     }
 
+    /// Just the new text of each prompt, in order: `model.generate_texts(&["ねこは"], &GenerationConfig::greedy(16))?`.
+    pub fn generate_texts<S: AsRef<str>>(&self, prompts: &[S], cfg: &GenerationConfig) -> Result<Vec<String>> {
+        Ok(self.generate(prompts, cfg)?.into_iter().map(|g| g.text).collect())
+    }
+
     /// Like [`Model::generate`], calling `on_text` with each row's new text as it is produced.
     pub fn generate_stream<S: AsRef<str>>(
         &self,
