@@ -199,3 +199,24 @@ fn adapters_kit_writes_load_in_peft() {
         "the adapter changes the model"
     );
 }
+
+/// Every layer follows the one adapter's switches, so a second adapter is refused until the first is merged.
+#[test]
+fn a_model_carries_one_adapter_until_it_is_merged() {
+    let mut dec = tiny("llama");
+    let q = lora::LoraConfig {
+        target_modules: lora::TargetModules::List(vec!["q_proj".into()]),
+        ..Default::default()
+    };
+    lora::attach(&mut dec, &q).unwrap();
+    assert!(dec.linears().iter().all(|l| l.adapter.is_some()));
+    let v = lora::LoraConfig {
+        target_modules: lora::TargetModules::List(vec!["v_proj".into()]),
+        ..Default::default()
+    };
+    let e = lora::attach(&mut dec, &v).unwrap_err().to_string();
+    assert!(e.contains("already has an adapter"), "{e}");
+    lora::merge(&mut dec).unwrap();
+    assert!(dec.linears().iter().all(|l| l.adapter.is_none() && l.lora.is_none()));
+    lora::attach(&mut dec, &v).unwrap();
+}

@@ -9,10 +9,11 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 
 use super::attention::{build_mask, Attention, LayerCache};
 use super::config::{LayerKind, ModelConfig};
-use super::linear::{FrozenWeight, Linear};
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
+use crate::quant::FrozenWeight;
 use crate::{Error, Result};
 
 /// The token embedding table, dense or kept quantized (rows are dequantized on lookup).

@@ -5,14 +5,18 @@ pub mod decoder;
 pub mod gguf_config;
 pub mod linear;
 pub mod load;
+pub mod lora_slot;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
 
+/// Frozen weights are defined with their kernels, one layer down.
+pub use crate::quant::FrozenWeight;
 pub use config::{Activation, Arch, LayerKind, ModelConfig, RopeScaling};
 pub use decoder::{Decoder, Embedding, KvCache};
-pub use linear::{FrozenWeight, Linear};
+pub use linear::Linear;
 pub use load::WeightSource;
+pub use lora_slot::{AdapterState, LoraLayer};
 
 use candle_core::{DType, Device};
 
