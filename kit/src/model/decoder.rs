@@ -285,7 +285,7 @@ impl Decoder {
         self.logits(&h)
     }
 
-    /// Apply the LM head (and Gemma 2's final soft-capping) to hidden states.
+    /// Apply the LM head (and the final soft-capping of Gemma 2, or of Gemma 3 when its config sets one).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
         Ok(match self.config.final_logit_softcapping {
