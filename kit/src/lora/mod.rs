@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::model::{Decoder, FrozenWeight, Linear};
+use crate::model::{Decoder, FrozenWeight, Linear, Model};
 use crate::{Error, Result};
 
 mod config;
@@ -113,7 +113,19 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// Attach fresh adapters (A random, B zero) to the targeted projections of `decoder`.
+impl Model {
+    /// Attach a fresh adapter (A random, B zero) to the targeted projections, recording the model as the adapter's
+    /// base: `adapter_config.json` then names it in `base_model_name_or_path` (as PEFT writes the hub id or path
+    /// the base was loaded from), which is where `kit grpo --reward_model` and PEFT users look for the base.
+    pub fn attach_lora(&mut self, config: &LoraConfig) -> Result<Adapter> {
+        let mut adapter = attach(&mut self.decoder, config)?;
+        adapter.base_model_name_or_path = self.name.clone();
+        Ok(adapter)
+    }
+}
+
+/// Attach fresh adapters (A random, B zero) to the targeted projections of `decoder`. The decoder does not know
+/// where it was loaded from, so `base_model_name_or_path` stays empty: prefer [`Model::attach_lora`].
 pub fn attach(decoder: &mut Decoder, config: &LoraConfig) -> Result<Adapter> {
     attach_to(decoder.linears_mut(), config)
 }
