@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use kit::lora::{self, LoraConfig};
+use kit::lora::LoraConfig;
 use kit::prelude::*;
 
 const BATCH: usize = 4;
@@ -37,7 +37,7 @@ fn run(dense: bool) -> anyhow::Result<()> {
         lora_alpha: 32.0,
         ..Default::default()
     };
-    let adapter = lora::attach(&mut model.decoder, &cfg)?;
+    let adapter = model.attach_lora(&cfg)?;
     adapter.set_training(true);
     let mut opt = AdamW::new(
         adapter.vars(),

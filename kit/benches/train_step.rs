@@ -3,7 +3,7 @@
 //! Run: `cargo bench -p kit --bench train_step`.
 use std::path::PathBuf;
 
-use kit::lora::{self, LoraConfig};
+use kit::lora::LoraConfig;
 use kit::prelude::*;
 use kit::train::dpo::{Dpo, DpoConfig};
 use kit::train::grpo::{Grpo, GrpoConfig};
@@ -45,7 +45,7 @@ fn run(which: &str) -> anyhow::Result<()> {
         lora_alpha: 32.0,
         ..Default::default()
     };
-    let adapter = lora::attach(&mut model.decoder, &cfg)?;
+    let adapter = model.attach_lora(&cfg)?;
     let (label, out) = match which {
         "dpo" => {
             let c = DpoConfig {

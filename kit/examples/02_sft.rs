@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
         lora_alpha: 32.0,
         ..Default::default()
     };
-    let adapter = kit::lora::attach(&mut model.decoder, &lora)?;
+    let adapter = model.attach_lora(&lora)?;
     println!("{}", adapter.summary(&model.decoder));
 
     let questions = [

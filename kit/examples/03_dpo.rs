@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
         init_seed: 42, // the CLI's default seed, so `kit dpo` with the same flags is the same run
         ..Default::default()
     };
-    let adapter = kit::lora::attach(&mut model.decoder, &lora)?;
+    let adapter = model.attach_lora(&lora)?;
     let cfg = DpoConfig {
         args: TrainingArguments {
             output_dir: "outputs/03_dpo".into(),

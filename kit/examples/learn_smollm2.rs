@@ -107,7 +107,7 @@ fn print_curve(out: &TrainOutput, keys: &[&str]) {
 fn main() -> anyhow::Result<()> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "dpo".into());
     let mut model = Model::load(MODEL, &LoadOptions::default())?;
-    let adapter = kit::lora::attach(&mut model.decoder, &lora())?;
+    let adapter = model.attach_lora(&lora())?;
     println!("{}", adapter.summary(&model.decoder));
     match which.as_str() {
         "sft" => {

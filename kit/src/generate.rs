@@ -180,12 +180,7 @@ impl Model {
             }
             v
         });
-        let pad = self
-            .tokenizer
-            .pad_token_id()
-            .or(dec.config.pad_token_id)
-            .or(eos.first().copied())
-            .unwrap_or(0);
+        let pad = self.pad_token_id();
 
         // Left-pad the prompts into one (b, longest) batch.
         let mut flat = Vec::with_capacity(b * longest);

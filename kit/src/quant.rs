@@ -11,8 +11,38 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
 
-use crate::model::FrozenWeight;
 use crate::{Error, Result};
+
+/// A frozen weight of shape (out_features, in_features). Defined here, with the kernels that multiply by it, so that
+/// this layer depends on nothing above it; `kit::model` re-exports it.
+#[derive(Debug, Clone)]
+pub enum FrozenWeight {
+    /// A dense f32/f16/bf16 tensor (never a `Var`).
+    Dense(Tensor),
+    /// A GGML-quantized tensor kept quantized in memory.
+    Quantized(Arc<QTensor>),
+}
+
+impl FrozenWeight {
+    pub fn out_features(&self) -> usize {
+        match self {
+            FrozenWeight::Dense(w) => w.dims()[0],
+            FrozenWeight::Quantized(q) => q.shape().dims()[0],
+        }
+    }
+    pub fn in_features(&self) -> usize {
+        match self {
+            FrozenWeight::Dense(w) => w.dims()[1],
+            FrozenWeight::Quantized(q) => q.shape().dims()[1],
+        }
+    }
+    pub fn device(&self) -> candle_core::Device {
+        match self {
+            FrozenWeight::Dense(w) => w.device().clone(),
+            FrozenWeight::Quantized(q) => q.device(),
+        }
+    }
+}
 
 /// Row count above which dequantizing W and running the dense GEMM beats candle's quantized CPU kernel, per type
 /// (`None`: the kernel always wins). Measured with `cargo bench -p kit --bench qmatmul` on 2 cores, shapes 576×576,

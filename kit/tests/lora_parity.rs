@@ -196,3 +196,50 @@ fn adapters_kit_writes_load_in_peft() {
         "the adapter changes the model"
     );
 }
+
+/// `Model::attach_lora` records what the model was loaded from, so that the saved adapter names its base as PEFT's
+/// does (PEFT writes the hub id or path given to `from_pretrained`). `kit grpo --reward_model` loads the reward
+/// model's base from that field, and loading the adapter keeps it.
+#[test]
+fn attach_lora_records_the_base_model_in_adapter_config() {
+    use kit::model::{LoadOptions, Model};
+    let dir = common::tiny_model_dir("llama");
+    let spec = dir.to_str().unwrap();
+    let mut model = Model::load(spec, &LoadOptions::default()).unwrap();
+    let adapter = model.attach_lora(&lora::LoraConfig::default()).unwrap();
+    let out = common::temp_dir("lora-base");
+    adapter.save(&out).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["base_model_name_or_path"], spec);
+    let mut base = Model::load(
+        cfg["base_model_name_or_path"].as_str().unwrap(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        lora::load(&mut base.decoder, &out).unwrap().base_model_name_or_path,
+        spec
+    );
+}
+
+/// Every layer follows the one adapter's switches, so a second adapter is refused until the first is merged.
+#[test]
+fn a_model_carries_one_adapter_until_it_is_merged() {
+    let mut dec = tiny("llama");
+    let q = lora::LoraConfig {
+        target_modules: lora::TargetModules::List(vec!["q_proj".into()]),
+        ..Default::default()
+    };
+    lora::attach(&mut dec, &q).unwrap();
+    assert!(dec.linears().iter().all(|l| l.adapter.is_some()));
+    let v = lora::LoraConfig {
+        target_modules: lora::TargetModules::List(vec!["v_proj".into()]),
+        ..Default::default()
+    };
+    let e = lora::attach(&mut dec, &v).unwrap_err().to_string();
+    assert!(e.contains("already has an adapter"), "{e}");
+    lora::merge(&mut dec).unwrap();
+    assert!(dec.linears().iter().all(|l| l.adapter.is_none() && l.lora.is_none()));
+    lora::attach(&mut dec, &v).unwrap();
+}

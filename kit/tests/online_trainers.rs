@@ -46,7 +46,7 @@ fn good_start_mass(model: &kit::model::Model, prompt: &[u32]) -> f32 {
 fn grpo_samples_scores_logs_trl_metrics_and_improves_its_objective() {
     let dir = common::temp_dir("grpo-e2e");
     let mut model = common::tiny_model("llama");
-    let adapter = lora::attach(&mut model.decoder, &lora_cfg()).unwrap();
+    let adapter = model.attach_lora(&lora_cfg()).unwrap();
     // Four prompts, all in one step's batch (4 prompts × 8 completions).
     let prompts: Vec<PromptExample> = (0..4u32)
         .map(|i| PromptExample {
@@ -235,7 +235,7 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
     write_pairs(&train, 16, 0, true);
     write_pairs(&dev, 8, 16, false);
     let mut model = common::tiny_model("llama");
-    let adapter = lora::attach(&mut model.decoder, &lora_cfg()).unwrap();
+    let adapter = model.attach_lora(&lora_cfg()).unwrap();
     let out_dir = dir.join("out");
     let cfg = RewardConfig {
         args: TrainingArguments {
@@ -295,6 +295,10 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
     assert!(acc[2].1 >= 0.875, "held-out accuracy {acc:?}");
     let head = trainer.objective.head.clone();
     drop(trainer);
+    // The saved adapter names its base: `kit grpo --reward_model` loads the reward model's base from there.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(saved["base_model_name_or_path"], model.name.as_str());
 
     // What was saved scores exactly as what was trained.
     let prompts: Vec<String> = vec!["t120 t160".into(), "t120 t160".into()];

@@ -114,7 +114,7 @@ fn bad_training_rows_name_file_line_and_field() {
         "{\"prompt\": \"t5 t6\", \"chosen\": \"t7\", \"rejected\": \"t8\"}\n{\"prompt\": \"t5\", \"chosen\": \"t7\"}\n",
     )
     .unwrap();
-    let adapter = kit::lora::attach(&mut common::tiny_model("llama").decoder, &Default::default()).unwrap();
+    let adapter = common::tiny_model("llama").attach_lora(&Default::default()).unwrap();
     let cfg = DpoConfig {
         args: kit::train::TrainingArguments {
             output_dir: dir.join("out"),

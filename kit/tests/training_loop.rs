@@ -5,7 +5,7 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use kit::data::Tokenized;
-use kit::lora::{self, Adapter, LoraConfig};
+use kit::lora::{Adapter, LoraConfig};
 use kit::model::Model;
 use kit::train::sft::Sft;
 use kit::train::{
@@ -39,16 +39,14 @@ fn args(out: &std::path::Path, steps: usize) -> TrainingArguments {
 
 fn setup_with_dropout(dropout: f32) -> (Model, Adapter) {
     let mut model = common::tiny_model("llama");
-    let adapter = lora::attach(
-        &mut model.decoder,
-        &LoraConfig {
+    let adapter = model
+        .attach_lora(&LoraConfig {
             r: 4,
             lora_alpha: 8.0,
             lora_dropout: dropout,
             ..Default::default()
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     (model, adapter)
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::data::{load_preference, load_sft, SftRow, Turns};
 use crate::generate::GenerationConfig;
-use crate::lora::{self, LoraConfig};
+use crate::lora::LoraConfig;
 use crate::model::{LoadOptions, Model};
 use crate::train::dpo::{Dpo, DpoConfig, DpoReference};
 use crate::train::sft::{Sft, SftConfig};
@@ -89,15 +89,12 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     std::fs::create_dir_all(&a.output_dir).map_err(|e| Error::file(&a.output_dir, e))?;
     println!("== loading {}", a.model_name_or_path);
     let mut model = Model::load(&a.model_name_or_path, &LoadOptions::default())?;
-    let adapter = lora::attach(
-        &mut model.decoder,
-        &LoraConfig {
-            r: 16,
-            lora_alpha: 32.0,
-            init_seed: a.seed,
-            ..Default::default()
-        },
-    )?;
+    let adapter = model.attach_lora(&LoraConfig {
+        r: 16,
+        lora_alpha: 32.0,
+        init_seed: a.seed,
+        ..Default::default()
+    })?;
     println!("{}", adapter.summary(&model.decoder));
     let prompts = first_user_turns(&sft_dir.join("test.jsonl"), a.num_prompts)?;
     println!("== answers before training");

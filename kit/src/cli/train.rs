@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::data::TruncationMode;
-use crate::lora::{self, LoraConfig, TargetModules};
+use crate::lora::{LoraConfig, TargetModules};
 use crate::model::{LoadOptions, Model};
 use crate::train::dpo::{DpoConfig, DpoLossType};
 use crate::train::grpo::{GrpoConfig, GrpoLossType, ScaleRewards};
@@ -395,7 +395,7 @@ macro_rules! run_trainer {
         let (train_path, eval_path) = dataset_files(&a.common)?;
         let mut $model = load_model(&a.common)?;
         let lora_cfg = lora_config(&a.common, $cfg.args.seed);
-        let $adapter = lora::attach(&mut $model.decoder, &lora_cfg)?;
+        let $adapter = $model.attach_lora(&lora_cfg)?;
         eprintln!("{}", $adapter.summary(&$model.decoder));
         let ($train, $eval) = (train_path.as_path(), eval_path.as_deref());
         let out: TrainOutput = $body?;

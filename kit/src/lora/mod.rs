@@ -1,106 +1,23 @@
-//! LoRA adapters (Hu et al. 2021) on frozen linear layers, configured and saved like PEFT.
+//! LoRA adapters (Hu et al. 2021) on frozen linear layers, configured, attached, merged and saved like PEFT.
 //!
 //! h = W x + (α / r) · B A dropout(x), with A: (r, in) drawn like PEFT's `kaiming_uniform_(a = √5)` — i.e.
 //! U(−1/√in, 1/√in) — and B: (out, r) zeros, so training starts from the base model. With rsLoRA (Kalajdzievski 2023)
-//! the scale is α / √r. A and B are f32 `Var`s whatever the activation dtype; the base weight is never a `Var`.
-//! Dropout acts on the adapter's input only, in training mode only, with masks drawn from a seeded generator so that
-//! a run can be repeated exactly.
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+//! the scale is α / √r. What a layer runs (A, B, the shared switches) is `kit::model::lora_slot`.
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::model::{Decoder, FrozenWeight, Linear};
+use crate::model::{Decoder, FrozenWeight, Linear, Model};
 use crate::{Error, Result};
 
 mod config;
 mod peft;
 
+pub use crate::model::lora_slot::{AdapterState, LoraLayer};
 pub use config::{matches_name, LoraConfig, OneOrMany, Patterns, TargetModules};
 pub use peft::{load, load_into};
-
-/// Flags shared by every adapter layer of one model: switching the adapter off turns the model back into the base
-/// model (the DPO/GRPO reference) without copying anything.
-#[derive(Debug)]
-pub struct AdapterState {
-    enabled: AtomicBool,
-    training: AtomicBool,
-    /// Draws the dropout masks of every layer, in forward order.
-    dropout_rng: Mutex<StdRng>,
-}
-
-impl AdapterState {
-    fn new(seed: u64) -> Self {
-        AdapterState {
-            enabled: AtomicBool::new(true),
-            training: AtomicBool::new(false),
-            // A stream of its own, so that changing the dropout rate does not change A's initialisation.
-            dropout_rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)),
-        }
-    }
-
-    /// Inverted dropout of `x`: each element kept with probability 1 − p and then scaled by 1/(1 − p).
-    fn dropout(&self, x: &Tensor, p: f32) -> Result<Tensor> {
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = {
-            let mut rng = self
-                .dropout_rng
-                .lock()
-                .map_err(|_| Error::msg("dropout generator: poisoned lock"))?;
-            (0..x.elem_count())
-                .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
-                .collect()
-        };
-        let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?
-            .to_device(x.device())?
-            .to_dtype(x.dtype())?;
-        Ok((x * mask)?)
-    }
-}
-
-/// One layer's adapter.
-#[derive(Debug, Clone)]
-pub struct LoraLayer {
-    pub a: Var,
-    pub b: Var,
-    pub scale: f64,
-    pub dropout: f32,
-    pub state: Arc<AdapterState>,
-}
-
-impl LoraLayer {
-    pub fn is_enabled(&self) -> bool {
-        self.state.enabled.load(Ordering::Relaxed)
-    }
-
-    pub fn is_training(&self) -> bool {
-        self.state.training.load(Ordering::Relaxed)
-    }
-
-    /// (α/r) · B A x, computed in x's dtype.
-    ///
-    /// Outside training mode, and with no graph upstream, A and B enter as constants: inference then builds no
-    /// autograd graph and keeps candle's fused kernels (like `torch.no_grad()` during generation).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let training = self.state.training.load(Ordering::Relaxed);
-        let x = if self.dropout > 0.0 && training {
-            self.state.dropout(x, self.dropout)?
-        } else {
-            x.clone()
-        };
-        let (a, b) = if training || x.track_op() {
-            (self.a.as_tensor().clone(), self.b.as_tensor().clone())
-        } else {
-            (self.a.as_tensor().detach(), self.b.as_tensor().detach())
-        };
-        let (a, b) = (a.to_dtype(dtype)?, b.to_dtype(dtype)?);
-        let xa = crate::quant::matmul_t(&x, &a)?;
-        Ok((crate::quant::matmul_t(&xa, &b)? * self.scale)?)
-    }
-}
 
 /// The adapter attached to a model: its config, its layers' names and parameters, and the on/off switch.
 #[derive(Debug, Clone)]
@@ -115,34 +32,29 @@ pub struct Adapter {
 
 impl Adapter {
     pub fn enable(&self) {
-        self.state.enabled.store(true, Ordering::Relaxed);
+        self.state.set_enabled(true);
     }
     pub fn disable(&self) {
-        self.state.enabled.store(false, Ordering::Relaxed);
+        self.state.set_enabled(false);
     }
     pub fn is_enabled(&self) -> bool {
-        self.state.enabled.load(Ordering::Relaxed)
+        self.state.is_enabled()
     }
-    /// Training mode: gradients reach A and B, and dropout is applied. Off (the default after loading), the
-    /// adapter is a constant and inference builds no graph.
+    /// Training mode: gradients reach A and B, dropout is applied, and every frozen layer of the model multiplies
+    /// exactly (a quantized base as its dense dequantization). Off (the default after loading), the adapter is a
+    /// constant, inference builds no graph and takes the fastest kernels.
     pub fn set_training(&self, training: bool) {
-        self.state.training.store(training, Ordering::Relaxed);
+        self.state.set_training(training);
     }
 
     /// Restart the dropout masks' random stream from `seed` (the trainer does it every step, so that a resumed run
     /// draws the same masks as an uninterrupted one).
     pub fn reseed_dropout(&self, seed: u64) -> Result<()> {
-        let mut rng = self
-            .state
-            .dropout_rng
-            .lock()
-            .map_err(|_| Error::msg("dropout generator: poisoned lock"))?;
-        *rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
-        Ok(())
+        self.state.reseed_dropout(seed)
     }
 
     pub fn is_training(&self) -> bool {
-        self.state.training.load(Ordering::Relaxed)
+        self.state.is_training()
     }
 
     /// Run `f` with the adapter switched off (the reference model of DPO and GRPO), then restore it.
@@ -201,27 +113,51 @@ fn thousands(n: usize) -> String {
     out
 }
 
-/// Attach fresh adapters (A random, B zero) to the targeted projections of `decoder`.
+impl Model {
+    /// Attach a fresh adapter (A random, B zero) to the targeted projections, recording the model as the adapter's
+    /// base: `adapter_config.json` then names it in `base_model_name_or_path` (as PEFT writes the hub id or path
+    /// the base was loaded from), which is where `kit grpo --reward_model` and PEFT users look for the base.
+    pub fn attach_lora(&mut self, config: &LoraConfig) -> Result<Adapter> {
+        let mut adapter = attach(&mut self.decoder, config)?;
+        adapter.base_model_name_or_path = self.name.clone();
+        Ok(adapter)
+    }
+}
+
+/// Attach fresh adapters (A random, B zero) to the targeted projections of `decoder`. The decoder does not know
+/// where it was loaded from, so `base_model_name_or_path` stays empty: prefer [`Model::attach_lora`].
 pub fn attach(decoder: &mut Decoder, config: &LoraConfig) -> Result<Adapter> {
     attach_to(decoder.linears_mut(), config)
 }
 
 /// Attach fresh adapters to the targeted layers among `linears` (any set of named layers, e.g. a decoder's
-/// `linears_mut()`). A is drawn layer after layer, in the given order, from `config.init_seed`.
+/// `linears_mut()`). A is drawn layer after layer, in the given order, from `config.init_seed`. Every layer of
+/// `linears`, targeted or not, gets the adapter's switches; a model carries one adapter.
 pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, config: &LoraConfig) -> Result<Adapter> {
     config.validate()?;
     let linears: Vec<&mut Linear> = linears.into_iter().collect();
     let names: Vec<String> = linears.iter().map(|l| l.name.clone()).collect();
     config.check_targets(&names)?;
+    if let Some(l) = linears.iter().find(|l| l.lora.is_some() || l.adapter.is_some()) {
+        return Err(Error::Input(format!(
+            "{} already has an adapter (a model carries one: merge it with lora::merge, or load the model again)",
+            l.name
+        )));
+    }
+    let targeted = names.iter().map(|n| config.targets(n)).collect::<Result<Vec<bool>>>()?;
+    if !targeted.contains(&true) {
+        return Err(Error::Input(format!(
+            "LoRA target_modules {:?} select no layer of this model",
+            config.target_modules
+        )));
+    }
     let state = Arc::new(AdapterState::new(config.init_seed));
     let mut rng = StdRng::seed_from_u64(config.init_seed);
     let mut params = Vec::new();
-    for linear in linears {
-        if !config.targets(&linear.name)? {
+    for (linear, targeted) in linears.into_iter().zip(targeted) {
+        linear.adapter = Some(state.clone());
+        if !targeted {
             continue;
-        }
-        if linear.lora.is_some() {
-            return Err(Error::Input(format!("{} already has an adapter", linear.name)));
         }
         let (r, _, scale) = config.rank_alpha_scale(&linear.name)?;
         let (out, inp) = (linear.weight.out_features(), linear.weight.in_features());
@@ -235,15 +171,8 @@ pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, config: 
             b: b.clone(),
             scale,
             dropout: config.lora_dropout,
-            state: state.clone(),
         });
         params.push((linear.name.clone(), a, b));
-    }
-    if params.is_empty() {
-        return Err(Error::Input(format!(
-            "LoRA target_modules {:?} select no layer of this model",
-            config.target_modules
-        )));
     }
     Ok(Adapter {
         config: config.clone(),
@@ -254,7 +183,8 @@ pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, config: 
 }
 
 /// Fold each adapter into its base weight (W ← W + scale · B A) and remove it. A quantized base becomes dense f32
-/// (re-quantizing would lose most of a small update); a dense base keeps its dtype.
+/// (re-quantizing would lose most of a small update); a dense base keeps its dtype. Afterwards no layer follows the
+/// adapter's switches, and another adapter can be attached.
 pub fn merge(decoder: &mut Decoder) -> Result<()> {
     for linear in decoder.linears_mut() {
         merge_linear(linear)?;
@@ -263,6 +193,7 @@ pub fn merge(decoder: &mut Decoder) -> Result<()> {
 }
 
 pub fn merge_linear(linear: &mut Linear) -> Result<()> {
+    linear.adapter = None;
     let Some(l) = linear.lora.take() else { return Ok(()) };
     let w = crate::quant::dense_weight(&linear.weight, DType::F32)?;
     let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;

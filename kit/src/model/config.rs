@@ -102,7 +102,7 @@ pub struct ModelConfig {
     pub query_pre_attn_scalar: Option<f64>,
     /// tanh soft-capping of attention scores (Gemma 2).
     pub attn_logit_softcapping: Option<f64>,
-    /// tanh soft-capping of the final logits (Gemma 2).
+    /// tanh soft-capping of the final logits (Gemma 2; Gemma 3 when its config sets it).
     pub final_logit_softcapping: Option<f64>,
     pub sliding_window: Option<usize>,
     pub layer_kinds: Vec<LayerKind>,
@@ -310,6 +310,8 @@ impl ModelConfig {
             } else {
                 None
             },
+            // transformers' Gemma 3 keeps `attn_logit_softcapping` in its config but never applies it (its attention
+            // passes no `softcap`, unlike Gemma 2's); both cap the final logits when `final_logit_softcapping` is set.
             attn_logit_softcapping: if arch == Arch::Gemma2 {
                 f64_opt("attn_logit_softcapping")?
             } else {

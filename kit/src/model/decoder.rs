@@ -9,10 +9,11 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 
 use super::attention::{build_mask, Attention, LayerCache};
 use super::config::{LayerKind, ModelConfig};
-use super::linear::{FrozenWeight, Linear};
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
+use crate::quant::FrozenWeight;
 use crate::{Error, Result};
 
 /// The token embedding table, dense or kept quantized (rows are dequantized on lookup).
@@ -284,7 +285,7 @@ impl Decoder {
         self.logits(&h)
     }
 
-    /// Apply the LM head (and Gemma 2's final soft-capping) to hidden states.
+    /// Apply the LM head (and the final soft-capping of Gemma 2, or of Gemma 3 when its config sets one).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
         Ok(match self.config.final_logit_softcapping {

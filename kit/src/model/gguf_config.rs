@@ -113,12 +113,15 @@ impl ModelConfig {
             } else {
                 None
             },
+            // As config.json is read (config.rs): transformers' Gemma 3 caps the final logits when its config sets
+            // `final_logit_softcapping` (llama.cpp's converter then writes `gemma3.final_logit_softcapping`), and
+            // never caps attention scores (Gemma3Attention passes no `softcap`; the converter asserts it is unset).
             attn_logit_softcapping: if arch == Arch::Gemma2 {
                 opt("attn_logit_softcapping")
             } else {
                 None
             },
-            final_logit_softcapping: if arch == Arch::Gemma2 {
+            final_logit_softcapping: if matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
                 opt("final_logit_softcapping")
             } else {
                 None
@@ -144,5 +147,75 @@ impl ModelConfig {
         };
         cfg.validate(path)?;
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use candle_core::quantized::gguf_file::{Content, Value, VersionedMagic};
+
+    use super::*;
+
+    fn fixture_config(name: &str) -> serde_json::Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/fixtures/tiny/{name}/config.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The metadata llama.cpp's `convert_hf_to_gguf.py` writes for a Gemma 3 config.json (`Gemma3Model`): the
+    /// soft-capping key only when the config sets it, attention soft-capping never (the converter asserts it unset).
+    fn gemma3_gguf(hf: &serde_json::Value) -> Content {
+        let n = |k: &str| hf[k].as_u64().unwrap() as u32;
+        let mut md = HashMap::new();
+        md.insert("general.architecture".into(), Value::String("gemma3".into()));
+        for (k, v) in [
+            ("context_length", n("max_position_embeddings")),
+            ("embedding_length", n("hidden_size")),
+            ("block_count", n("num_hidden_layers")),
+            ("feed_forward_length", n("intermediate_size")),
+            ("attention.head_count", n("num_attention_heads")),
+            ("attention.head_count_kv", n("num_key_value_heads")),
+            ("attention.key_length", n("head_dim")),
+            ("attention.value_length", n("head_dim")),
+            ("attention.sliding_window", n("sliding_window")),
+        ] {
+            md.insert(format!("gemma3.{k}"), Value::U32(v));
+        }
+        md.insert("gemma3.attention.layer_norm_rms_epsilon".into(), Value::F32(1e-6));
+        md.insert("gemma3.rope.freq_base".into(), Value::F32(1e6));
+        if let Some(cap) = hf["final_logit_softcapping"].as_f64() {
+            md.insert("gemma3.final_logit_softcapping".into(), Value::F32(cap as f32));
+        }
+        let tokens = (0..n("vocab_size")).map(|i| Value::String(format!("t{i}"))).collect();
+        md.insert("tokenizer.ggml.tokens".into(), Value::Array(tokens));
+        Content {
+            magic: VersionedMagic::GgufV3,
+            metadata: md,
+            tensor_infos: HashMap::new(),
+            tensor_data_offset: 0,
+        }
+    }
+
+    #[test]
+    fn gemma3_soft_capping_reads_the_same_from_config_json_and_gguf() {
+        let dir = std::env::temp_dir().join(format!("kit-gemma3-softcap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The fixture as saved (no capping), and with the final capping set as a Gemma 2-style config would.
+        for cap in [None, Some(30.0)] {
+            let mut hf = fixture_config("gemma3");
+            hf["final_logit_softcapping"] = cap.map_or(serde_json::Value::Null, |c: f64| c.into());
+            let path = dir.join("config.json");
+            std::fs::write(&path, hf.to_string()).unwrap();
+            let from_json = ModelConfig::from_config_json(&path).unwrap();
+            let from_gguf = ModelConfig::from_gguf(&gemma3_gguf(&hf), Path::new("gemma3.gguf")).unwrap();
+            // transformers applies the config's value as it is (Gemma3ForCausalLM), and never caps attention.
+            assert_eq!(from_json.final_logit_softcapping, cap);
+            assert_eq!(from_gguf.final_logit_softcapping, cap);
+            assert_eq!(from_json.attn_logit_softcapping, None);
+            assert_eq!(from_gguf.attn_logit_softcapping, None);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

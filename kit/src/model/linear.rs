@@ -1,40 +1,11 @@
-//! The only place weights are applied: a frozen base (dense or quantized) plus, later, an optional LoRA adapter.
+//! The only place weights are applied: a frozen base (dense or quantized) plus, once attached, a LoRA adapter.
 use std::sync::Arc;
 
-use candle_core::quantized::QTensor;
 use candle_core::Tensor;
 
-use crate::Result;
-
-/// A frozen weight of shape (out_features, in_features).
-#[derive(Debug, Clone)]
-pub enum FrozenWeight {
-    /// A dense f32/f16/bf16 tensor (never a `Var`).
-    Dense(Tensor),
-    /// A GGML-quantized tensor kept quantized in memory.
-    Quantized(Arc<QTensor>),
-}
-
-impl FrozenWeight {
-    pub fn out_features(&self) -> usize {
-        match self {
-            FrozenWeight::Dense(w) => w.dims()[0],
-            FrozenWeight::Quantized(q) => q.shape().dims()[0],
-        }
-    }
-    pub fn device(&self) -> candle_core::Device {
-        match self {
-            FrozenWeight::Dense(w) => w.device().clone(),
-            FrozenWeight::Quantized(q) => q.device(),
-        }
-    }
-    pub fn in_features(&self) -> usize {
-        match self {
-            FrozenWeight::Dense(w) => w.dims()[1],
-            FrozenWeight::Quantized(q) => q.shape().dims()[1],
-        }
-    }
-}
+use super::lora_slot::{AdapterState, LoraLayer};
+use crate::quant::FrozenWeight;
+use crate::{Error, Result};
 
 /// y = x Wᵀ + b with W frozen, plus an optional LoRA adapter.
 #[derive(Debug, Clone)]
@@ -43,7 +14,11 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// Module name in HF terms (e.g. `model.layers.0.self_attn.q_proj`), for LoRA targeting and PEFT keys.
     pub name: String,
-    pub lora: Option<crate::lora::LoraLayer>,
+    /// This layer's A and B, when the adapter targets it.
+    pub lora: Option<LoraLayer>,
+    /// The switches of the adapter attached to the model. Every layer gets them, targeted or not: in training mode
+    /// each frozen layer must multiply exactly, including those with no adapter and no graph upstream.
+    pub adapter: Option<Arc<AdapterState>>,
 }
 
 impl Linear {
@@ -53,22 +28,31 @@ impl Linear {
             bias,
             name: name.into(),
             lora: None,
+            adapter: None,
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // The base never enters the autograd graph: gradients flow to x only (see quant.rs).
-        // In training, the first projections see inputs without a graph yet; they still take the exact path so
-        // that the loss is the one a dense dequantized base would give.
-        let training = self.lora.as_ref().is_some_and(|l| l.is_training());
+        // The base never enters the autograd graph: gradients flow to x only (see quant.rs). In training, every
+        // layer takes the exact path — also the first projections, whose inputs carry no graph yet, and layers
+        // without an adapter — so that the loss is the one a dense dequantized base would give.
+        let state = self.adapter.as_deref();
+        let training = state.is_some_and(AdapterState::is_training);
         let mut y = crate::quant::frozen_linear_with(x, &self.weight, training)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
         }
-        match &self.lora {
-            Some(l) if l.is_enabled() => Ok((y + l.forward(x)?)?),
-            _ => Ok(y),
+        let Some(lora) = &self.lora else { return Ok(y) };
+        let state = state.ok_or_else(|| {
+            Error::msg(format!(
+                "{}: LoRA weights without the adapter's switches (attach adapters with kit::lora)",
+                self.name
+            ))
+        })?;
+        if !state.is_enabled() {
+            return Ok(y);
         }
+        Ok((y + lora.forward(x, state)?)?)
     }
 
     /// Number of frozen parameters (weight and bias).

@@ -11,10 +11,11 @@ use candle_core::{DType, Device, Tensor};
 use super::attention::Attention;
 use super::config::{Arch, ModelConfig};
 use super::decoder::{Decoder, DecoderLayer, Embedding};
-use super::linear::{FrozenWeight, Linear};
+use super::linear::Linear;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
+use crate::quant::FrozenWeight;
 use crate::{Error, Result};
 
 /// Where the weights come from.

@@ -5,14 +5,18 @@ pub mod decoder;
 pub mod gguf_config;
 pub mod linear;
 pub mod load;
+pub mod lora_slot;
 pub mod mlp;
 pub mod norm;
 pub mod rope;
 
+/// Frozen weights are defined with their kernels, one layer down.
+pub use crate::quant::FrozenWeight;
 pub use config::{Activation, Arch, LayerKind, ModelConfig, RopeScaling};
 pub use decoder::{Decoder, Embedding, KvCache};
-pub use linear::{FrozenWeight, Linear};
+pub use linear::Linear;
 pub use load::WeightSource;
+pub use lora_slot::{AdapterState, LoraLayer};
 
 use candle_core::{DType, Device};
 
@@ -111,5 +115,78 @@ impl Model {
 
     pub fn device(&self) -> &Device {
         &self.decoder.device
+    }
+
+    /// The id that fills padding, for batching in every trainer and for generation: the tokenizer's pad token, else
+    /// the config's `pad_token_id`, else EOS (the tokenizer's, then the config's first), else 0. TRL's trainers take
+    /// the tokenizer's pad token and fall back to its EOS; transformers' `generate` takes the config's
+    /// `pad_token_id` and falls back to `eos_token_id[0]`. Pad positions are always masked, so the choice changes no
+    /// result; it only has to be a valid id.
+    pub fn pad_token_id(&self) -> u32 {
+        let cfg = self.config();
+        self.tokenizer
+            .pad_token_id()
+            .or(cfg.pad_token_id)
+            .or(self.tokenizer.eos_token_id())
+            .or(cfg.eos_token_ids.first().copied())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tokenizers::models::wordlevel::WordLevel;
+
+    use super::*;
+
+    /// The tiny Llama fixture with a word-level tokenizer "t0" … "t255" and no special tokens.
+    fn tiny() -> Model {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny/llama");
+        let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
+        let mut src = WeightSource::safetensors_dir(&dir).unwrap();
+        let decoder = Decoder::load(&cfg, &mut src, &Device::Cpu, DType::F32).unwrap();
+        let vocab = (0..256u32).map(|i| (format!("t{i}"), i)).collect();
+        let wl = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("t0".into())
+            .build()
+            .unwrap();
+        let tokenizer = Tokenizer {
+            inner: tokenizers::Tokenizer::new(wl),
+            bos_token: None,
+            eos_token: None,
+            pad_token: None,
+            add_bos_token: false,
+            extra_eos_tokens: vec![],
+            chat_template: None,
+        };
+        Model {
+            name: "llama".into(),
+            files: ModelFiles::Dir(dir),
+            decoder,
+            tokenizer,
+        }
+    }
+
+    #[test]
+    fn pad_token_falls_back_from_tokenizer_pad_to_config_pad_to_eos() {
+        let mut m = tiny();
+        m.tokenizer.pad_token = Some("t7".into());
+        m.tokenizer.eos_token = Some("t9".into());
+        m.decoder.config.pad_token_id = Some(5);
+        m.decoder.config.eos_token_ids = vec![11, 12];
+        assert_eq!(m.pad_token_id(), 7, "the tokenizer's pad token first");
+        m.tokenizer.pad_token = Some("not-in-the-vocabulary".into());
+        assert_eq!(m.pad_token_id(), 5, "a pad token the vocabulary lacks counts as none");
+        m.tokenizer.pad_token = None;
+        assert_eq!(m.pad_token_id(), 5, "then the config's pad_token_id");
+        m.decoder.config.pad_token_id = None;
+        assert_eq!(m.pad_token_id(), 9, "then the tokenizer's EOS");
+        m.tokenizer.eos_token = None;
+        assert_eq!(m.pad_token_id(), 11, "then the config's first EOS");
+        m.decoder.config.eos_token_ids.clear();
+        assert_eq!(m.pad_token_id(), 0, "else 0");
     }
 }

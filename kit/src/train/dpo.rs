@@ -15,7 +15,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
-use super::sft::{pad_id, report_skipped};
+use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
 use crate::data::{load_preference, Origin, PreferenceRow};
@@ -154,7 +154,7 @@ impl Dpo {
     pub fn new(model: &Model, cfg: DpoConfig) -> Self {
         Dpo {
             cfg,
-            pad_token_id: pad_id(model),
+            pad_token_id: model.pad_token_id(),
         }
     }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::logps::{collate, logit_stats, token_scores_at};
-use super::sft::{pad_id, report_skipped};
+use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
 use crate::data::{load_prompts, Origin, PromptRow};
@@ -352,7 +352,7 @@ impl Grpo {
         Ok(Grpo {
             cfg,
             reward_funcs,
-            pad_token_id: pad_id(model),
+            pad_token_id: model.pad_token_id(),
             rollouts: None,
         })
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dpo::PairExample;
 use super::logps::{collate, SeqBatch};
-use super::sft::{pad_id, report_skipped};
+use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::load_preference;
 use crate::data::tokenize::{Tokenized, TruncationMode};
@@ -144,7 +144,7 @@ impl RewardTraining {
         Ok(RewardTraining {
             head: RewardHead::new(model.config().hidden_size, cfg.args.seed, model.device())?,
             cfg,
-            pad_token_id: pad_id(model),
+            pad_token_id: model.pad_token_id(),
         })
     }
 }
@@ -292,7 +292,7 @@ impl RewardModel {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(8) {
             let refs: Vec<&Tokenized> = chunk.iter().collect();
-            let batch = collate(&refs, pad_id(&self.model), self.model.device())?;
+            let batch = collate(&refs, self.model.pad_token_id(), self.model.device())?;
             out.extend(self.head.rewards(&self.model, &batch)?.to_vec1::<f32>()?);
         }
         Ok(out)

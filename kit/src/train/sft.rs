@@ -52,18 +52,9 @@ pub struct Sft {
 impl Sft {
     pub fn new(model: &Model) -> Self {
         Sft {
-            pad_token_id: pad_id(model),
+            pad_token_id: model.pad_token_id(),
         }
     }
-}
-
-pub(crate) fn pad_id(model: &Model) -> u32 {
-    model
-        .tokenizer
-        .pad_token_id()
-        .or(model.config().pad_token_id)
-        .or(model.tokenizer.eos_token_id())
-        .unwrap_or(0)
 }
 
 impl Objective for Sft {

@@ -92,9 +92,8 @@ pub fn fill_lora_b(adapter: &kit::lora::Adapter) {
     }
 }
 
-/// A tiny fixture model wrapped as a `Model` with a word-level tokenizer of its 256 ids ("t0" … "t255"; BOS t1, EOS
-/// t2, pad t0): enough for trainers fed with token ids.
-pub fn tiny_model(name: &str) -> kit::model::Model {
+/// A word-level tokenizer of the tiny models' 256 ids ("t0" … "t255"; BOS t1, EOS t2, pad t0).
+pub fn tiny_tokenizer() -> kit::tokenizer::Tokenizer {
     use tokenizers::models::wordlevel::WordLevel;
     let vocab: std::collections::HashMap<String, u32> = (0..256u32).map(|i| (format!("t{i}"), i)).collect();
     let wl = WordLevel::builder()
@@ -104,7 +103,7 @@ pub fn tiny_model(name: &str) -> kit::model::Model {
         .unwrap();
     let mut inner = tokenizers::Tokenizer::new(wl);
     inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::Whitespace {}));
-    let tokenizer = kit::tokenizer::Tokenizer {
+    kit::tokenizer::Tokenizer {
         inner,
         bos_token: Some("t1".into()),
         eos_token: Some("t2".into()),
@@ -112,12 +111,33 @@ pub fn tiny_model(name: &str) -> kit::model::Model {
         add_bos_token: false,
         extra_eos_tokens: vec![],
         chat_template: None,
-    };
+    }
+}
+
+/// A tiny fixture model wrapped as a `Model` with [`tiny_tokenizer`]: enough for trainers fed with token ids.
+pub fn tiny_model(name: &str) -> kit::model::Model {
     let dir = fixtures().join("tiny").join(name);
     kit::model::Model {
         name: name.into(),
         files: kit::hub::ModelFiles::Dir(dir),
         decoder: tiny_decoder(name),
-        tokenizer,
+        tokenizer: tiny_tokenizer(),
     }
+}
+
+/// A model directory `Model::load` accepts: a tiny fixture's config and weights, with [`tiny_tokenizer`] saved as
+/// tokenizer.json + tokenizer_config.json.
+pub fn tiny_model_dir(name: &str) -> PathBuf {
+    let dir = temp_dir(&format!("model-{name}"));
+    let src = fixtures().join("tiny").join(name);
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    tiny_tokenizer().inner.save(dir.join("tokenizer.json"), false).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"bos_token": "t1", "eos_token": "t2", "pad_token": "t0"}"#,
+    )
+    .unwrap();
+    dir
 }
