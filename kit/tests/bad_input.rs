@@ -91,13 +91,16 @@ fn truncated_gguf_names_the_tensor() {
 
 #[test]
 fn unknown_model_lists_what_was_tried() {
-    std::env::set_var("HF_HUB_OFFLINE", "1");
-    let e = err_of(kit::hub::resolve("no-such-model-alias"));
+    let hub = kit::hub::HubSettings {
+        offline: true,
+        ..kit::hub::HubSettings::from_env()
+    };
+    let e = err_of(kit::hub::resolve_with("no-such-model-alias", &hub));
     assert!(
         e.contains("no-such-model-alias") && e.contains("not a known alias"),
         "{e}"
     );
-    let e = err_of(kit::hub::resolve("someone/not-cached"));
+    let e = err_of(kit::hub::resolve_with("someone/not-cached", &hub));
     assert!(e.contains("Hugging Face cache") && e.contains("HF_HUB_OFFLINE"), "{e}");
 }
 

@@ -38,11 +38,15 @@ fn loads_from_a_directory_and_from_the_hf_cache_offline() {
     populate(&repo.join("snapshots").join("abc123"));
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs").join("main"), "abc123").unwrap();
-    std::env::set_var("HF_HOME", &root);
-    std::env::set_var("HF_HUB_OFFLINE", "1");
-    let files = kit::hub::resolve("kit-test/tiny-llama").unwrap();
+    // Explicit settings rather than HF_HOME: tests share one process, and the environment is process-wide.
+    let hub = kit::hub::HubSettings {
+        hf_cache: root.join("hub"),
+        offline: true,
+        ..kit::hub::HubSettings::from_env()
+    };
+    let files = kit::hub::resolve_with("kit-test/tiny-llama", &hub).unwrap();
     assert_eq!(files, kit::hub::ModelFiles::Dir(repo.join("snapshots").join("abc123")));
-    let m2 = Model::load("kit-test/tiny-llama", &LoadOptions::default()).unwrap();
+    let m2 = Model::from_files("kit-test/tiny-llama", files, &LoadOptions::default()).unwrap();
     // Same weights, same greedy continuation.
     let g2 = m2.generate(&["ねこ は"], &GenerationConfig::greedy(4)).unwrap();
     assert_eq!(g[0].token_ids, g2[0].token_ids);
