@@ -19,6 +19,7 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod io;
+pub mod logps;
 pub mod lora;
 pub mod loss;
 pub mod memory;

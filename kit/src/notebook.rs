@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::metrics::{series, Metrics};
 use crate::plot::{line_chart_svg, Series};
-use crate::train::TrainOutput;
 use crate::Result;
 
 /// Send `content` of MIME type `mime` to the notebook (evcxr's protocol: marked blocks on stdout).
@@ -53,13 +52,6 @@ impl Chart {
 impl std::fmt::Display for Chart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[chart: {}]", self.title)
-    }
-}
-
-impl TrainOutput {
-    /// A chart of `keys` over this run (e.g. `["loss", "eval_loss"]`).
-    pub fn plot(&self, keys: &[&str]) -> Result<Chart> {
-        Chart::metrics(&self.log_history, keys, &keys.join(", "))
     }
 }
 

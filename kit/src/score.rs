@@ -1,8 +1,8 @@
 //! Log-probabilities of given text under a model: how likely the model finds a sentence (lecture 前編: a language
 //! model scores fluency, not desirability).
 use crate::data::Tokenized;
+use crate::logps::{collate, sequence_logps, token_scores};
 use crate::model::Model;
-use crate::train::logps::{collate, sequence_logps, token_scores};
 use crate::{Error, Result};
 
 impl Model {

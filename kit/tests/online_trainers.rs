@@ -271,7 +271,7 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
         .to_scalar::<f32>()
         .unwrap();
     let rewards = |seqs: Vec<&kit::data::Tokenized>| {
-        let batch = kit::train::logps::collate(&seqs, 0, model.device()).unwrap();
+        let batch = kit::logps::collate(&seqs, 0, model.device()).unwrap();
         trainer.objective.head.rewards(&model, &batch).unwrap()
     };
     let rc = rewards(pairs.iter().map(|p| &p.chosen).collect());

@@ -14,11 +14,11 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
 use crate::data::{load_preference, Origin, PreferenceRow};
+use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
 use crate::lora::Adapter;
 use crate::loss::log_sigmoid;
 use crate::model::Model;

@@ -16,12 +16,12 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::logps::{collate, logit_stats, token_scores_at};
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
 use crate::data::{load_prompts, Origin, PromptRow};
 use crate::generate::{FinishReason, GenerationConfig};
+use crate::logps::{collate, logit_stats, token_scores_at};
 use crate::lora::Adapter;
 use crate::model::Model;
 use crate::rewards::{RewardFunction, RewardInput};

@@ -33,7 +33,6 @@ pub mod callbacks;
 pub mod checkpoint;
 pub mod dpo;
 pub mod grpo;
-pub mod logps;
 pub mod optim;
 pub mod reward_model;
 pub mod sft;
@@ -134,6 +133,11 @@ impl TrainOutput {
     /// The values of one metric over the run: (step, value), finite values only (see [`crate::metrics::series`]).
     pub fn series(&self, key: &str) -> Vec<(f64, f64)> {
         crate::metrics::series(&self.log_history, key)
+    }
+
+    /// A chart of `keys` over this run (e.g. `["loss", "eval_loss"]`), shown inline when a notebook cell ends with it.
+    pub fn plot(&self, keys: &[&str]) -> Result<crate::notebook::Chart> {
+        crate::notebook::Chart::metrics(&self.log_history, keys, &keys.join(", "))
     }
 }
 

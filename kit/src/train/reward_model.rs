@@ -11,11 +11,11 @@ use candle_core::{DType, IndexOp, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::dpo::PairExample;
-use super::logps::{collate, SeqBatch};
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::load_preference;
 use crate::data::tokenize::{Tokenized, TruncationMode};
+use crate::logps::{collate, SeqBatch};
 use crate::lora::Adapter;
 use crate::model::{LoadOptions, Model};
 use crate::rewards::{RewardFunction, RewardInput};

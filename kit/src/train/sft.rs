@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::logps::{collate, logit_stats, token_scores};
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{tokenize_sft, Tokenized, TruncationMode};
 use crate::data::{load_sft, Origin, SftRow};
+use crate::logps::{collate, logit_stats, token_scores};
 use crate::lora::Adapter;
 use crate::model::Model;
 use crate::{Error, Result};
