@@ -94,7 +94,7 @@ fn resumed_run_repeats_the_uninterrupted_one() {
 
     // metrics.jsonl of the resumed run reads like the uninterrupted one, step by step.
     let a = losses(&full.log_history);
-    let b = losses(&kit::metrics::read_metrics(&b_dir.join("metrics.jsonl")).unwrap());
+    let b = losses(&kit::metrics::read_metrics(b_dir.join("metrics.jsonl")).unwrap());
     assert_eq!(a.len(), 6);
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
     for ((sa, la), (sb, lb)) in a.iter().zip(&b) {

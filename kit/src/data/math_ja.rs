@@ -467,7 +467,7 @@ pub fn write_splits(problems: &[MathProblem], dir: &std::path::Path) -> crate::R
         splits[k].0.push('\n');
     }
     for (text, name) in &splits {
-        crate::io::write_atomic(&dir.join(name), text.as_bytes())?;
+        crate::io::write_atomic(dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }

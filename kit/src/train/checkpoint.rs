@@ -45,7 +45,7 @@ pub fn save(
     opt.save(&tmp.join("optimizer.safetensors"))?;
     extra(&tmp)?;
     write_atomic(
-        &tmp.join("trainer_state.json"),
+        tmp.join("trainer_state.json"),
         serde_json::to_string_pretty(state)?.as_bytes(),
     )?;
     if dir.exists() {
