@@ -30,7 +30,7 @@ use crate::sampling::SamplingParams;
 use crate::{Error, Result};
 
 /// TRL's GRPO `loss_type` values that kit implements (TRL's spelling): how per-token losses are averaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GrpoLossType {
@@ -47,7 +47,7 @@ pub enum GrpoLossType {
 
 /// How rewards are scaled into advantages: by the group's std (the paper), the whole batch's, or not at all
 /// (Dr. GRPO). Also read from TRL's older boolean form: true (or "true", "yes", "1", ...) is `group`, false `none`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleRewards {
