@@ -70,7 +70,7 @@ pub struct NoExtra {}
 #[derive(Args, Debug, Clone)]
 #[command(rename_all = "snake_case", next_help_heading = "Rewards")]
 pub struct GrpoExtra {
-    /// Reward functions: built-in names (format, accuracy, length[:N], japanese_ratio), comma-separated.
+    /// Reward functions: built-in names (format, accuracy, `length[:N]`, japanese_ratio), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "format,accuracy")]
     pub reward_funcs: Vec<String>,
     /// A trained reward model folder (from `kit reward`) to use as one more reward function.

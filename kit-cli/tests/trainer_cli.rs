@@ -296,9 +296,11 @@ fn unknown_config_keys_are_named() {
 
 /// Every config field is a flag with a help text; nothing else is.
 fn every_field_is_a_documented_flag<C: TrainerConfig>(sub: &str) {
-    let keys: Vec<String> = kit_cli::settings::defaults::<C>().keys().cloned().collect();
+    let mut keys: Vec<String> = kit_cli::settings::defaults::<C>().keys().cloned().collect();
     let settings = settings::<C>();
-    let names: Vec<&str> = settings.iter().map(|s| s.name.as_str()).collect();
+    let mut names: Vec<String> = settings.iter().map(|s| s.name.clone()).collect();
+    keys.sort();
+    names.sort();
     assert_eq!(names, keys, "kit {sub}: flags vs config keys");
     for s in &settings {
         assert!(s.doc.len() > 10, "kit {sub} --{}: the field has no doc comment", s.name);
