@@ -12,7 +12,6 @@
 //! ```
 
 pub mod autograd;
-pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -4,8 +4,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use kit::cli::data::{check, gen_math, run, DataCommand};
-use kit::data::math_ja::{extract_answer, generate, write_splits, DifficultyMix, MathProblem};
+use kit::data::check;
+use kit::data::math_ja::{extract_answer, generate, generate_splits, write_splits, DifficultyMix, MathProblem};
 use kit::data::text::{japanese_ratio, sentence_count, similarity};
 use kit::data::{check_dataset_dir, check_file, DatasetKind};
 
@@ -384,13 +384,8 @@ fn difficulty_mix_sets_the_levels() {
 fn the_committed_math_ja_snapshot_is_what_the_generator_writes() {
     let out = common::temp_dir("math-snapshot");
     // The same library call as `kit data gen-math --seed 42 --n 500 --out datasets/math_ja`.
-    let cmd = DataCommand::GenMath {
-        seed: 42,
-        n: 500,
-        out: out.clone(),
-        mix: "1,1,1,1,1".into(),
-    };
-    run(cmd, &mut Vec::new()).unwrap();
+    let mix = DifficultyMix::parse("1,1,1,1,1").unwrap();
+    assert_eq!(generate_splits(42, 500, mix, &out).unwrap(), 500);
     for split in ["train.jsonl", "dev.jsonl", "test.jsonl"] {
         let ours = std::fs::read_to_string(out.join(split)).unwrap();
         let committed = std::fs::read_to_string(datasets_root().join("math_ja").join(split)).unwrap();
@@ -408,10 +403,10 @@ fn the_committed_math_ja_snapshot_is_what_the_generator_writes() {
 }
 
 #[test]
-fn kit_data_check_prints_statistics_and_fails_on_problems() {
+fn data_check_prints_statistics_and_counts_problems() {
     let d = common::temp_dir("data-cli");
-    gen_math(3, 50, DifficultyMix::default(), &d.join("math")).unwrap();
-    let err = gen_math(3, 40, DifficultyMix::default(), &d.join("small")).unwrap_err();
+    generate_splits(3, 50, DifficultyMix::default(), &d.join("math")).unwrap();
+    let err = generate_splits(3, 40, DifficultyMix::default(), &d.join("small")).unwrap_err();
     assert!(err.to_string().contains("at least 50"), "{err}");
     std::fs::write(d.join("empty.jsonl"), "\n").unwrap();
     let s = check(&[d.join("empty.jsonl")], None, &mut Vec::new()).unwrap();
@@ -442,36 +437,6 @@ fn kit_data_check_prints_statistics_and_fails_on_problems() {
     // Forcing the wrong kind reports the missing fields.
     let s = check(std::slice::from_ref(&bad), Some(DatasetKind::Tasks), &mut Vec::new()).unwrap();
     assert_eq!(s.problems, 6);
-
-    let err = run(
-        DataCommand::Check {
-            paths: vec![bad.clone()],
-            kind: None,
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("1 problem(s) found"), "{err}");
-    let err = run(
-        DataCommand::Check {
-            paths: vec![bad],
-            kind: Some("chat".into()),
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("unknown dataset kind `chat`"), "{err}");
-    let err = run(
-        DataCommand::GenMath {
-            seed: 1,
-            n: 5,
-            out: d.join("m"),
-            mix: "1,2".into(),
-        },
-        &mut Vec::new(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains("five comma-separated weights"), "{err}");
 }
 
 #[test]

@@ -471,3 +471,11 @@ pub fn write_splits(problems: &[MathProblem], dir: &std::path::Path) -> crate::R
     }
     Ok(())
 }
+
+/// `kit data gen-math`: generate `n` problems from `seed` and write their train/dev/test snapshot into `dir`;
+/// returns how many were written.
+pub fn generate_splits(seed: u64, n: usize, mix: DifficultyMix, dir: &std::path::Path) -> crate::Result<usize> {
+    let problems = generate(seed, n, mix)?;
+    write_splits(&problems, dir)?;
+    Ok(problems.len())
+}

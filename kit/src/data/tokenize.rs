@@ -26,7 +26,8 @@ pub struct TokenizedPair {
 }
 
 /// Which end of an over-long sequence to keep (TRL's `truncation_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TruncationMode {
     /// Drop tokens from the end.

@@ -78,26 +78,38 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patterns<T> {
     }
 }
 
+/// PEFT's `LoraConfig` (the keys of `adapter_config.json`). The CLI's LoRA flags are TRL's `ModelConfig` ones
+/// (`--lora_r`, `--lora_alpha`, `--lora_dropout`, `--lora_target_modules`, `--use_rslora`), with TRL's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LoraConfig {
+    /// Rank of the update B·A. PEFT default: 8 (TRL's `--lora_r`: 16).
     pub r: usize,
+    /// Scale α: the update is multiplied by α/r (α/√r with `use_rslora`). PEFT default: 8 (TRL's `--lora_alpha`:
+    /// 32).
     pub lora_alpha: f64,
-    /// Dropout on the adapter's input, in training mode only (as PEFT's `lora_dropout` module).
+    /// Dropout on the adapter's input, in training mode only (as PEFT's `lora_dropout` module). PEFT default: 0.
     pub lora_dropout: f32,
+    /// Which projections get an adapter: names, a regex, or "all-linear". kit default: "all-linear" (PEFT: unset,
+    /// then a list per architecture).
     pub target_modules: TargetModules,
-    /// Modules never adapted even when targeted.
+    /// Modules never adapted even when targeted. PEFT default: none.
     pub exclude_modules: Option<TargetModules>,
+    /// Rank-stabilised LoRA: scale by α/√r instead of α/r. PEFT default: false.
     pub use_rslora: bool,
-    /// Only "none": kit trains A and B, never the base biases.
+    /// Only "none": kit trains A and B, never the base biases. PEFT default: "none".
     pub bias: String,
+    /// Adapt only these layer indices (list targets only). PEFT default: all layers.
     pub layers_to_transform: Option<OneOrMany<usize>>,
+    /// The name of the layer list in module paths, for `layers_to_transform` (e.g. "layers"). PEFT default: found
+    /// from the names.
     pub layers_pattern: Option<OneOrMany<String>>,
-    /// Per-module rank, e.g. `{"down_proj": 16}`.
+    /// Per-module rank, e.g. `{"down_proj": 16}`; the first matching key wins. PEFT default: empty.
     pub rank_pattern: Patterns<usize>,
-    /// Per-module α.
+    /// Per-module α, matched as `rank_pattern`. PEFT default: empty.
     pub alpha_pattern: Patterns<f64>,
-    /// Seed for A's initialisation and for the dropout masks (kit's own; PEFT uses torch's global RNG).
+    /// Seed for A's initialisation and for the dropout masks (kit's own; PEFT uses torch's global RNG; the CLI passes
+    /// `--seed`).
     pub init_seed: u64,
 }
 

@@ -87,6 +87,11 @@ const SHOWN: [&str; 6] = [
 /// `step 10/60  loss 1.2345  kl 0.0123` for a training line, the `eval_*` values for an evaluation line.
 pub fn progress_line(m: &Metrics, max_steps: usize) -> String {
     let step = m.get("step").copied().unwrap_or(0.0) as usize;
+    format!("step {step}/{max_steps}  {}", summary(m))
+}
+
+/// The values worth a glance: the `eval_*` ones of an evaluation line, else loss, rewards, KL, accuracy.
+pub fn summary(m: &Metrics) -> String {
     let shown: Vec<String> = if m.keys().any(|k| k.starts_with("eval_")) {
         m.iter()
             .filter(|(k, _)| k.starts_with("eval_"))
@@ -98,7 +103,7 @@ pub fn progress_line(m: &Metrics, max_steps: usize) -> String {
             .filter_map(|k| m.get(*k).map(|v| format!("{k} {}", format_value(*v))))
             .collect()
     };
-    format!("step {step}/{max_steps}  {}", shown.join("  "))
+    shown.join("  ")
 }
 
 /// Four decimals, or scientific notation for very small and very large values.

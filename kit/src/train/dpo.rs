@@ -24,17 +24,23 @@ use crate::loss::log_sigmoid;
 use crate::model::Model;
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+/// TRL's DPO `loss_type` values that kit implements (TRL's spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DpoLossType {
+    /// −log σ(β h), the paper's loss (with `label_smoothing`: cDPO).
     #[default]
     Sigmoid,
+    /// max(0, 1 − β h) (SLiC).
     Hinge,
+    /// (h̄ − 1/(2β))² on per-token log-ratios (IPO).
     Ipo,
 }
 
 /// The reference model of DPO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DpoReference {
     /// The base model: the adapter switched off (TRL's behaviour with a PEFT model).
@@ -45,23 +51,30 @@ pub enum DpoReference {
     Initial,
 }
 
+/// TRL's `DPOConfig`: the shared `TrainingArguments` (flattened: the same keys at the top level) and DPO's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct DpoConfig {
+    /// The settings every trainer shares.
     #[serde(flatten)]
     pub args: TrainingArguments,
-    /// Strength of the pull towards the reference (IPO: its τ).
+    /// Strength of the pull towards the reference: higher β, less deviation (IPO: its τ). TRL default: 0.1.
     pub beta: f64,
+    /// The preference loss. TRL default: sigmoid.
     pub loss_type: DpoLossType,
-    /// Probability that a pair's labels are flipped (cDPO); used by the sigmoid loss.
+    /// Probability that a pair's labels are flipped, in [0, 0.5) (cDPO; the sigmoid loss only). TRL default: 0.
     pub label_smoothing: f64,
-    /// Longest prompt + completion; the prompt is cut from the start first (`truncation_mode` keep_end).
+    /// Longest prompt + completion, cut as `truncation_mode` says; unset: no limit. TRL default: 1024.
     pub max_length: Option<usize>,
+    /// Which end of an over-long pair to keep; keep_end cuts the prompt from its start first and keeps the
+    /// completion. Recent TRL default: keep_start.
     pub truncation_mode: TruncationMode,
-    /// Compute the reference log-probs once before training (saves a forward pass per step).
+    /// Compute the reference log-probs once before training (saves a forward pass per step). TRL default: false.
     pub precompute_ref_log_probs: bool,
-    /// Which model is the reference π_ref.
+    /// Which model is the reference π_ref (kit's own; TRL's with a PEFT model: base).
     pub reference: DpoReference,
+    /// Skip malformed rows (reporting how many) instead of stopping at the first (kit's own).
     pub skip_invalid_rows: bool,
 }
 

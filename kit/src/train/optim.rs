@@ -140,27 +140,53 @@ pub fn squared_norm<'t>(grads: impl IntoIterator<Item = &'t Tensor>) -> Result<f
     Ok(Tensor::stack(&parts, 0)?.sum_all()?.to_scalar::<f32>()? as f64)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+/// transformers' `lr_scheduler_type`, spelled as there; the schedulers that need `lr_scheduler_kwargs` use
+/// transformers' default ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SchedulerType {
+    /// Linear warm-up, then linear decay to 0.
     #[default]
     Linear,
+    /// Linear warm-up, then half a cosine down to 0.
     Cosine,
+    /// Cosine with hard restarts, with transformers' default of one cycle (the same curve as `cosine`).
+    CosineWithRestarts,
+    /// Linear warm-up, then polynomial decay to 1e-7 with power 1 (transformers' defaults).
+    Polynomial,
+    /// The learning rate throughout; no warm-up.
     Constant,
+    /// Linear warm-up, then constant.
     ConstantWithWarmup,
+    /// Linear warm-up, then decay ∝ 1/√step, with timescale `warmup` (10 000 without warm-up).
+    InverseSqrt,
 }
+
+/// The end point of transformers' polynomial decay (its default `lr_end`).
+pub const POLYNOMIAL_LR_END: f64 = 1e-7;
 
 /// Learning rate for optimizer step `step` (0-based) of `total`, as transformers' schedulers compute it.
 pub fn lr_at(kind: SchedulerType, base: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    use SchedulerType::*;
     let s = step as f64;
-    if step < warmup && kind != SchedulerType::Constant {
+    if step < warmup && kind != Constant {
         return base * s / warmup.max(1) as f64;
     }
     let progress = (s - warmup as f64) / (total.saturating_sub(warmup)).max(1) as f64;
     match kind {
-        SchedulerType::Constant | SchedulerType::ConstantWithWarmup => base,
-        SchedulerType::Linear => base * (1.0 - progress).max(0.0),
-        SchedulerType::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()).max(0.0),
+        Constant | ConstantWithWarmup => base,
+        Linear => base * (1.0 - progress).max(0.0),
+        Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()).max(0.0),
+        // num_cycles = 1: one cosine from the peak to 0 over the decay; at the end, 0.
+        CosineWithRestarts if progress >= 1.0 => 0.0,
+        CosineWithRestarts => base * 0.5 * (1.0 + (std::f64::consts::PI * (progress % 1.0)).cos()).max(0.0),
+        Polynomial if step > total => POLYNOMIAL_LR_END,
+        Polynomial => (base - POLYNOMIAL_LR_END) * (1.0 - progress) + POLYNOMIAL_LR_END,
+        InverseSqrt => {
+            let timescale = if warmup > 0 { warmup as f64 } else { 10_000.0 };
+            base / ((s + timescale - warmup as f64) / timescale).sqrt()
+        }
     }
 }
 
@@ -204,6 +230,17 @@ mod tests {
         assert!((lr_at(Cosine, 1.0, 4, 2, 10) - (0.5 * (1.0 + (std::f64::consts::PI / 4.0).cos()))).abs() < 1e-12);
         assert_eq!(lr_at(Constant, 1.0, 0, 2, 10), 1.0);
         assert_eq!(lr_at(ConstantWithWarmup, 1.0, 1, 2, 10), 0.5);
+        // transformers' defaults: one cycle of restarts is the plain cosine, 0 at the end.
+        assert!((lr_at(CosineWithRestarts, 1.0, 4, 2, 10) - lr_at(Cosine, 1.0, 4, 2, 10)).abs() < 1e-12);
+        assert_eq!(lr_at(CosineWithRestarts, 1.0, 10, 2, 10), 0.0);
+        // Polynomial (power 1, lr_end 1e-7): halfway, (1 − 1e-7)·0.5 + 1e-7.
+        assert!((lr_at(Polynomial, 1.0, 6, 2, 10) - (0.5 * (1.0 - 1e-7) + 1e-7)).abs() < 1e-12);
+        assert_eq!(lr_at(Polynomial, 1.0, 11, 2, 10), 1e-7);
+        assert_eq!(lr_at(Polynomial, 1.0, 1, 2, 10), 0.5);
+        // Inverse square root, timescale = warmup = 2: step 8 → 1/√(8/2) = 0.5; no warm-up: timescale 10 000.
+        assert!((lr_at(InverseSqrt, 1.0, 8, 2, 10) - 0.5).abs() < 1e-12);
+        assert_eq!(lr_at(InverseSqrt, 1.0, 0, 0, 10), 1.0);
+        assert!((lr_at(InverseSqrt, 1.0, 30_000, 0, 10) - 0.5).abs() < 1e-12);
     }
 
     #[test]

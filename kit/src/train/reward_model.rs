@@ -24,13 +24,21 @@ use crate::{Error, Result};
 /// File holding the head, next to the adapter's files.
 pub const HEAD_FILE: &str = "reward_head.safetensors";
 
+/// TRL's `RewardConfig`: the shared `TrainingArguments` (flattened) and the reward model's own settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct RewardConfig {
+    /// The settings every trainer shares.
     #[serde(flatten)]
     pub args: TrainingArguments,
+    /// Longest prompt + completion; longer ones lose tokens from the start (the prompt's first), so the completion
+    /// is kept; unset: no limit. TRL default: 1024.
     pub max_length: Option<usize>,
+    /// Weight c of the penalty c·mean((r_chosen + r_rejected)²) that keeps rewards centred on 0 (Eisenstein et al.
+    /// 2023; 0.01 is the suggested value); unset: no penalty. TRL default: unset.
     pub center_rewards_coefficient: Option<f64>,
+    /// Skip malformed rows (reporting how many) instead of stopping at the first (kit's own).
     pub skip_invalid_rows: bool,
 }
 

@@ -15,17 +15,22 @@ use crate::lora::Adapter;
 use crate::model::Model;
 use crate::{Error, Result};
 
+/// TRL's `SFTConfig`: the shared `TrainingArguments` (flattened: the same keys at the top level) and SFT's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default)]
 pub struct SftConfig {
+    /// The settings every trainer shares.
     #[serde(flatten)]
     pub args: TrainingArguments,
-    /// Longest tokenized example; longer ones are cut (`truncation_mode`).
+    /// Longest tokenized example; longer ones are cut as `truncation_mode` says; unset: no limit. TRL default: 1024.
     pub max_length: Option<usize>,
+    /// Which end of an over-long example to keep. TRL default: keep_start.
     pub truncation_mode: TruncationMode,
-    /// Loss on completion / assistant tokens only (TRL: `completion_only_loss`, `assistant_only_loss`).
+    /// Loss on the completion (prompt-completion rows) and assistant turns (conversations) only; false: on every
+    /// token. TRL's `completion_only_loss` / `assistant_only_loss`; TRL default: on for prompt-completion data.
     pub completion_only_loss: bool,
-    /// Skip malformed rows (reporting how many) instead of stopping at the first.
+    /// Skip malformed rows (reporting how many) instead of stopping at the first (kit's own).
     pub skip_invalid_rows: bool,
 }
 

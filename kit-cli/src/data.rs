@@ -1,12 +1,12 @@
-//! `kit data check` and `kit data gen-math`.
+//! `kit data check` and `kit data gen-math`: flags over `kit::data::check` and `kit::data::math_ja`.
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::data::math_ja::{self, DifficultyMix};
-use crate::data::{check_dataset_dir, check_file, DatasetKind};
-use crate::{Error, Result};
+use kit::data::math_ja::{self, DifficultyMix};
+use kit::data::DatasetKind;
+use kit::{Error, Result};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
@@ -23,10 +23,13 @@ pub enum DataCommand {
     },
     /// Generate the math_ja word problems (seeded) and write train/dev/test splits.
     GenMath {
+        /// Seed of the generator (42 gives the shipped snapshot).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Number of problems (at least 50, so that dev and test are not empty).
         #[arg(long, default_value_t = 500)]
         n: usize,
+        /// Folder for train.jsonl, dev.jsonl and test.jsonl.
         #[arg(long, default_value = "datasets/math_ja")]
         out: PathBuf,
         /// Weights of difficulties 1..5.
@@ -43,66 +46,21 @@ pub fn run(cmd: DataCommand, out: &mut dyn Write) -> Result<()> {
                 None => None,
                 Some(k) => Some(DatasetKind::parse(k).ok_or_else(|| {
                     Error::msg(format!(
-                        "unknown dataset kind `{k}` (sft, preference, math, translation, keyword_summary, tasks)"
+                        "--kind: unknown dataset kind `{k}` (sft, preference, math, translation, keyword_summary, tasks)"
                     ))
                 })?),
             };
-            let s = check(&paths, kind, out)?;
+            let s = kit::data::check(&paths, kind, out)?;
             if s.problems > 0 {
                 return Err(Error::msg(format!("{} problem(s) found", s.problems)));
             }
             Ok(())
         }
         DataCommand::GenMath { seed, n, out: dir, mix } => {
-            let mix = DifficultyMix::parse(&mix)?;
-            let problems = gen_math(seed, n, mix, &dir)?;
+            let mix = DifficultyMix::parse(&mix).map_err(|e| Error::msg(format!("--mix: {e}")))?;
+            let problems = math_ja::generate_splits(seed, n, mix, &dir)?;
             writeln!(out, "wrote {problems} problems to {}", dir.display())?;
             Ok(())
         }
     }
-}
-
-/// Totals of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckSummary {
-    pub files: usize,
-    pub rows: usize,
-    pub problems: usize,
-}
-
-/// Validate files and dataset directories, writing each file's report (statistics, then issues) to `out`.
-/// `kind` applies to the files given directly; files found in directories are detected one by one.
-pub fn check(paths: &[PathBuf], kind: Option<DatasetKind>, out: &mut dyn Write) -> Result<CheckSummary> {
-    let mut s = CheckSummary {
-        files: 0,
-        rows: 0,
-        problems: 0,
-    };
-    for p in paths {
-        let reports = if p.is_dir() {
-            check_dataset_dir(p)?
-        } else {
-            vec![check_file(p, kind)?]
-        };
-        for r in reports {
-            s.files += 1;
-            s.rows += r.rows;
-            s.problems += r.issues.len();
-            writeln!(out, "{r}")?;
-        }
-    }
-    let verdict = if s.problems == 0 { "ok" } else { "FAILED" };
-    writeln!(
-        out,
-        "{verdict}: {} file(s), {} row(s), {} problem(s)",
-        s.files, s.rows, s.problems
-    )?;
-    Ok(s)
-}
-
-/// Generate `n` math_ja problems from `seed` and write the train/dev/test snapshot into `dir`; returns how many.
-pub fn gen_math(seed: u64, n: usize, mix: DifficultyMix, dir: &Path) -> Result<usize> {
-    let problems = math_ja::generate(seed, n, mix)?;
-    math_ja::write_splits(&problems, dir)?;
-    Ok(problems.len())
 }

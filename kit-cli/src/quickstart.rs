@@ -6,35 +6,40 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::data::{load_preference, load_sft, SftRow, Turns};
-use crate::generate::GenerationConfig;
-use crate::lora::LoraConfig;
-use crate::model::{LoadOptions, Model};
-use crate::train::dpo::{Dpo, DpoConfig, DpoReference};
-use crate::train::sft::{Sft, SftConfig};
-use crate::train::{Objective, TrainOutput, Trainer, TrainingArguments};
+use kit::data::{load_preference, load_sft, SftRow, Turns};
+use kit::generate::GenerationConfig;
+use kit::lora::LoraConfig;
+use kit::model::{LoadOptions, Model};
+use kit::train::dpo::{Dpo, DpoConfig, DpoReference};
+use kit::train::sft::{Sft, SftConfig};
+use kit::train::{Objective, TrainOutput, Trainer, TrainingArguments};
+use kit::{Error, Result};
 
 /// Held-out rows evaluated during the quickstart (kept small: evaluation is forward passes on a CPU).
 const EVAL_ROWS: usize = 12;
-use crate::{Error, Result};
 
 #[derive(Args, Debug, Clone)]
 #[command(rename_all = "snake_case")]
 pub struct QuickstartArgs {
+    /// Model alias, local directory/.gguf, or hub id.
     #[arg(long, default_value = "gemma3-270m")]
     pub model_name_or_path: String,
     /// The folder holding sft_ja/ and pref_ja/.
     #[arg(long, default_value = "datasets")]
     pub datasets: PathBuf,
+    /// Where sft/, dpo/ and answers.md go.
     #[arg(long, default_value = "outputs/quickstart")]
     pub output_dir: PathBuf,
+    /// Optimizer steps of the SFT phase.
     #[arg(long, default_value_t = 20)]
     pub sft_steps: usize,
+    /// Optimizer steps of the DPO phase.
     #[arg(long, default_value_t = 20)]
     pub dpo_steps: usize,
     /// Held-out prompts answered before and after training.
     #[arg(long, default_value_t = 3)]
     pub num_prompts: usize,
+    /// Seed of the LoRA initialisation, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
 }
@@ -122,8 +127,8 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     };
     let sft_train = load_sft(&sft_dir.join("train.jsonl"), false)?.rows;
     let sft_eval = load_sft(&sft_dir.join("dev.jsonl"), false)?.rows;
-    let sft_train = crate::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
-    let sft_eval = crate::train::sft::prepare(&model, &sft_eval[..sft_eval.len().min(EVAL_ROWS)], &sft_cfg)?;
+    let sft_train = kit::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
+    let sft_eval = kit::train::sft::prepare(&model, &sft_eval[..sft_eval.len().min(EVAL_ROWS)], &sft_cfg)?;
     let sft = train_or_stop(
         Trainer::new(&model, &adapter, Sft::new(&model), sft_cfg.args.clone()).with_data(sft_train, sft_eval),
         "SFT",
@@ -148,8 +153,8 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let per_run = a.dpo_steps * dpo_cfg.args.per_device_train_batch_size;
     let pref_train = load_preference(&pref_dir.join("train.jsonl"), false)?.rows;
     let pref_eval = load_preference(&pref_dir.join("dev.jsonl"), false)?.rows;
-    let mut pref_train = crate::train::dpo::prepare(&model, &pref_train[..pref_train.len().min(per_run)], &dpo_cfg)?;
-    let mut pref_eval = crate::train::dpo::prepare(&model, &pref_eval[..pref_eval.len().min(EVAL_ROWS)], &dpo_cfg)?;
+    let mut pref_train = kit::train::dpo::prepare(&model, &pref_train[..pref_train.len().min(per_run)], &dpo_cfg)?;
+    let mut pref_eval = kit::train::dpo::prepare(&model, &pref_eval[..pref_eval.len().min(EVAL_ROWS)], &dpo_cfg)?;
     let objective = Dpo::new(&model, dpo_cfg.clone());
     objective.precompute(&model, &adapter, &mut pref_train, 8)?;
     objective.precompute(&model, &adapter, &mut pref_eval, 8)?;
@@ -170,7 +175,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         dpo,
     };
     let md = summary_markdown(&report);
-    crate::io::write_atomic(&a.output_dir.join("answers.md"), md.as_bytes())?;
+    kit::io::write_atomic(a.output_dir.join("answers.md"), md.as_bytes())?;
     println!(
         "== written to {}: sft/ and dpo/ (adapter, metrics.jsonl, *.svg plots), answers.md",
         a.output_dir.display()
@@ -179,13 +184,13 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
 }
 
 /// Train with Ctrl-C handling: an interrupted phase saves its checkpoint and ends the quickstart.
-fn train_or_stop<O: Objective>(mut trainer: Trainer<'_, O>, phase: &str) -> Result<TrainOutput> {
-    trainer.stop = crate::cli::train::interrupt_flag();
-    let out = trainer.train()?;
+fn train_or_stop<O: Objective>(trainer: Trainer<'_, O>, phase: &str) -> Result<TrainOutput> {
+    let output_dir = trainer.args.output_dir.clone();
+    let out = crate::train::run_trainer(trainer)?;
     if out.interrupted {
         return Err(Error::msg(format!(
             "interrupted during {phase}; its checkpoint is in {}",
-            trainer.args.output_dir.display()
+            output_dir.display()
         )));
     }
     Ok(out)

@@ -4,6 +4,7 @@
 //! Needs evcxr_jupyter (installed with cargo on first use, ~6 min) and Python 3 with nbclient (installed into
 //! `$KIT_HOME/nb-venv` on first use). The first notebook builds kit inside evcxr (a few minutes, once per build
 //! folder); the build folder is `$KIT_HOME/evcxr-build`, shared by the notebooks, which run one after another.
+#[path = "../../kit/tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ fn python_with_nbclient() -> PathBuf {
 
 #[test]
 fn every_notebook_runs_without_errors() {
-    let evcxr = kit::cli::kernel::ensure_evcxr().expect("evcxr_jupyter");
+    let evcxr = kit_cli::kernel::ensure_evcxr().expect("evcxr_jupyter");
     // Registers the kernelspec "rust" that the notebooks name.
     let out = Command::new(&evcxr)
         .arg("--install")
@@ -76,7 +77,7 @@ fn every_notebook_runs_without_errors() {
             .env("PATH", path)
             .env(
                 "LD_LIBRARY_PATH",
-                kit::cli::kernel::kernel_library_path().expect("rustc --print target-libdir"),
+                kit_cli::kernel::kernel_library_path().expect("rustc --print target-libdir"),
             )
             .status()
             .expect("run_notebooks.py")

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Error, Result};
+use kit::{Error, Result};
 
 pub const EVCXR_VERSION: &str = "0.22.0";
 
@@ -99,9 +99,12 @@ pub fn kernel_library_path() -> Option<std::ffi::OsString> {
     std::env::join_paths(std::iter::once(dir).chain(old)).ok()
 }
 
-/// The `kit/` crate of this checkout (where the binary was built from).
+/// The library crate `kit/` of this checkout (the binary was built from its sibling `kit-cli/`): what the
+/// notebooks' `:dep kit = { path = "../kit" }` names.
 pub fn kit_crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("kit"), |root| root.join("kit"))
 }
 
 /// The start-up commands of the kit kernel: a 4 GiB build cache shared by every notebook. Nothing is built here
@@ -114,9 +117,9 @@ pub fn init_evcxr() -> String {
 pub fn install() -> Result<KernelPaths> {
     let evcxr = ensure_evcxr()?;
     let kit_crate = kit_crate_dir();
-    let config_dir = crate::hub::kit_home().join("evcxr");
+    let config_dir = kit::hub::kit_home().join("evcxr");
     std::fs::create_dir_all(&config_dir).map_err(|e| Error::file(&config_dir, e))?;
-    crate::io::write_atomic(&config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
+    kit::io::write_atomic(config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
     let kernel_dir = jupyter_data_dir().join("kernels").join("kit");
     std::fs::create_dir_all(&kernel_dir).map_err(|e| Error::file(&kernel_dir, e))?;
     let spec = serde_json::json!({
@@ -130,7 +133,7 @@ pub fn install() -> Result<KernelPaths> {
         },
     });
     let kernel_json = kernel_dir.join("kernel.json");
-    crate::io::write_atomic(&kernel_json, serde_json::to_string_pretty(&spec)?.as_bytes())?;
+    kit::io::write_atomic(&kernel_json, serde_json::to_string_pretty(&spec)?.as_bytes())?;
     Ok(KernelPaths {
         evcxr_jupyter: evcxr,
         kernel_json,
@@ -149,7 +152,7 @@ pub fn ensure_jupyter() -> Result<PathBuf> {
     {
         return Ok(p);
     }
-    let venv = crate::hub::kit_home().join("jupyter-venv");
+    let venv = kit::hub::kit_home().join("jupyter-venv");
     let lab = venv.join("bin").join("jupyter-lab");
     if lab.is_file() {
         return Ok(lab);
@@ -188,6 +191,16 @@ pub fn notebook(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kit_crate_is_the_library_next_to_this_one() {
+        let dir = kit_crate_dir();
+        assert!(
+            dir.ends_with("kit") && dir.join("src/lib.rs").is_file(),
+            "{}",
+            dir.display()
+        );
+    }
 
     #[test]
     fn init_file_sets_a_shared_cache_and_builds_nothing() {
