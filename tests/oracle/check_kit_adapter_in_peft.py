@@ -5,8 +5,8 @@ rank and scaling PEFT gave each), for kit's tests to compare with.
     python tests/oracle/check_kit_adapter_in_peft.py [ADAPTER_DIR [TINY_MODEL]]
 
 Defaults: tests/fixtures/lora/kit_written on the tiny llama. The adapters are written by kit's tests with
-KIT_WRITE_FIXTURES=1 (`cargo test --test lora_parity adapters_kit_writes_load_in_peft` for kit_written,
-`cargo test --test qlora_patterns kit_written_patterns` for kit_written_patterns).
+KIT_WRITE_FIXTURES=1 (`cargo test -p kit --test suite lora_parity::adapters_kit_writes_load_in_peft` for kit_written,
+`cargo test -p kit --test suite qlora_patterns::kit_written_patterns` for kit_written_patterns; each then fails on purpose until this script has read the new files).
 """
 import json
 import os

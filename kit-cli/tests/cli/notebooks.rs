@@ -4,8 +4,7 @@
 //! Needs evcxr_jupyter (installed with cargo on first use, ~6 min) and Python 3 with nbclient (installed into
 //! `$KIT_HOME/nb-venv` on first use). The first notebook builds kit inside evcxr (a few minutes, once per build
 //! folder); the build folder is `$KIT_HOME/evcxr-build`, shared by the notebooks, which run one after another.
-#[path = "../../kit/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! kit's minijinja rendering of chat templates equals transformers' (Jinja2) `apply_chat_template` on
 //! 56 cases: SmolLM2's published template and three templates in the styles published models use.
 //! Fixture: `tests/oracle/make_chat_template_fixtures.py`.
-mod common;
+use crate::common;
 
 use kit::tokenizer::{render_chat_template, Message};
 

@@ -1,8 +1,7 @@
 //! The trainer command lines: TRL's flag names and spellings, flags made from the config structs (every field, with
 //! its doc), config file precedence, unknown keys refused, bad values named, dataset folders; and bad training data
 //! reported with file, line and field.
-#[path = "../../kit/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use clap::{CommandFactory, Parser};
 use kit::train::dpo::{DpoConfig, DpoLossType};

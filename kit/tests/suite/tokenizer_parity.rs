@@ -2,7 +2,7 @@
 //! GGUF tokenizers of SmolLM2 (byte-level BPE) and Gemma 3 (SentencePiece BPE), and for SentencePiece
 //! `tokenizer.model` files (unigram and BPE) loaded as transformers loads a directory without tokenizer.json.
 //! Fixtures: `tests/oracle/make_tokenizer_fixtures.py`.
-mod common;
+use crate::common;
 
 use candle_core::quantized::gguf_file;
 use kit::tokenizer::Tokenizer;

@@ -1,6 +1,6 @@
 //! Loading from a local directory and from the Hugging Face cache (`HF_HOME`) offline, end to end on the tiny
 //! Llama fixture with a small word-level tokenizer.
-mod common;
+use crate::common;
 
 use kit::generate::GenerationConfig;
 use kit::model::{LoadOptions, Model};

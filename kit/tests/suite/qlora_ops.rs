@@ -1,6 +1,6 @@
 //! The frozen-base op: its input gradient against finite differences, and LoRA gradients through a quantized base
 //! against the same computation on the dequantized dense base.
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,5 @@
 //! `kit data check|gen-math`: a check that finds problems fails, and bad flag values are named.
-#[path = "../../kit/tests/common/mod.rs"]
-mod common;
+use crate::common;
 
 use kit_cli::data::{run, DataCommand};
 

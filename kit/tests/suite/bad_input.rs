@@ -1,5 +1,5 @@
 //! Bad input gives a clear error naming the file and field, never a panic.
-mod common;
+use crate::common;
 
 use kit::hub::ModelFiles;
 use kit::model::{LoadOptions, Model, ModelConfig};

@@ -1,7 +1,7 @@
 //! The GRPO and reward-model trainers end to end on a tiny fixture model: GRPO samples, scores and logs TRL's
 //! metrics and raises a learnable reward; a reward model learns a preference, reads the `margin` column, and its
 //! saved adapter + head score exactly as the trained one.
-mod common;
+use crate::common;
 
 use std::path::Path;
 

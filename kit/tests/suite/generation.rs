@@ -1,5 +1,5 @@
 //! Generation behaviour on the real SmolLM2-135M: batching, stopping, seeding, log-probs.
-mod common;
+use crate::common;
 
 use candle_core::{IndexOp, Tensor};
 use kit::generate::{FinishReason, GenerationConfig};

@@ -1,6 +1,6 @@
 //! LoRA against PEFT: adapters PEFT saved load into kit and give PEFT's logits, loss and LoRA gradients
 //! (≤ 1e-4 relative, f32) on every family's tiny model. Fixtures: `tests/oracle/make_lora_fixtures.py`.
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor};
 use kit::lora;

@@ -1,7 +1,7 @@
 //! PEFT's module selection (list/regex targets, exclude_modules, layers_to_transform) and per-module rank/α
 //! (rank_pattern, alpha_pattern, rsLoRA), a module-level case without a decoder, seeded dropout, and PEFT options kit
 //! refuses. Fixtures: `tests/oracle/make_lora_pattern_fixtures.py` (PEFT 0.21).
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::rel_diff;

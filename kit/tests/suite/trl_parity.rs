@@ -1,7 +1,7 @@
 //! kit's trainer losses, metrics and gradients against TRL's own code (fixtures from
 //! tests/oracle/make_trl_fixtures.py): DPO end to end on the tiny Llama + PEFT adapter (every loss type), GRPO's loss
 //! and advantages from fixed log-probs and rewards, the reward model's Bradley–Terry loss, and completion-only SFT.
-mod common;
+use crate::common;
 
 use candle_core::{Device, Tensor, Var};
 use kit::data::Tokenized;

@@ -1,6 +1,6 @@
 //! Datasets: every shipped file passes the validator, the validator catches each kind of problem, and the math_ja
 //! snapshot is what the generator writes, with answers checked independently of it.
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

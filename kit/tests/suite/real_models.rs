@@ -8,7 +8,7 @@
 //!   Q4_1/Q5_0 layers as Q8_0 for speed), so logits move by up to about 1.7 on a scale of ~25 (measured: SmolLM2
 //!   1.69, Gemma 3 0.80); we require the argmax wherever transformers' top-1/top-2 gap exceeds QUANT_GAP, and the
 //!   top-1 logit within QUANT_TOL.
-mod common;
+use crate::common;
 
 use candle_core::{IndexOp, Tensor};
 use kit::generate::GenerationConfig;

@@ -1,6 +1,6 @@
 //! The decoder against transformers: tiny random-weight models of every family (fixtures made by
 //! `tests/oracle/make_tiny_models.py`), f32, logits within 1e-4 max abs at every real (unpadded) position.
-mod common;
+use crate::common;
 
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use kit::model::{Decoder, KvCache, ModelConfig, WeightSource};

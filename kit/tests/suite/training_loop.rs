@@ -1,6 +1,6 @@
 //! The shared training loop on a tiny fixture model: resuming reproduces an uninterrupted run, gradient accumulation
 //! equals one big batch, NaN stops with the last good checkpoint named, metrics carry TRL's keys, and SFT learns.
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 
