@@ -109,7 +109,8 @@ struct PeftConfigFile<'a> {
 
 impl Adapter {
     /// Write PEFT's `adapter_config.json` and `adapter_model.safetensors` into `dir`, each atomically.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let mut tensors = HashMap::new();
         for (name, a, b) in &self.params {
@@ -153,7 +154,8 @@ impl Adapter {
 impl Adapter {
     /// Overwrite this adapter's A and B with the ones saved in `dir` (resuming a run): every layer must be there,
     /// with the same shapes.
-    pub fn load_weights(&self, dir: &Path) -> Result<()> {
+    pub fn load_weights(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
         let weights = dir.join("adapter_model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| Error::file(&weights, e))?;
         for (name, a, b) in &self.params {
@@ -177,12 +179,13 @@ impl Adapter {
 }
 
 /// Load a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) onto `decoder`.
-pub fn load(decoder: &mut Decoder, dir: &Path) -> Result<Adapter> {
+pub fn load(decoder: &mut Decoder, dir: impl AsRef<Path>) -> Result<Adapter> {
     load_into(decoder.linears_mut(), dir)
 }
 
 /// Load a PEFT adapter directory onto the named layers `linears`.
-pub fn load_into<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, dir: &Path) -> Result<Adapter> {
+pub fn load_into<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, dir: impl AsRef<Path>) -> Result<Adapter> {
+    let dir = dir.as_ref();
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::file(&cfg_path, e))?;
     let v: serde_json::Value =
