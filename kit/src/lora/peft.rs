@@ -113,7 +113,7 @@ impl Adapter {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let mut tensors = HashMap::new();
-        for (name, a, b) in &self.params {
+        for (name, a, b) in &self.params() {
             for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
                 let t = var.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
                 tensors.insert(format!("base_model.model.{name}.{which}.weight"), t);
@@ -158,7 +158,7 @@ impl Adapter {
         let dir = dir.as_ref();
         let weights = dir.join("adapter_model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| Error::file(&weights, e))?;
-        for (name, a, b) in &self.params {
+        for (name, a, b) in &self.params() {
             for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
                 let key = format!("base_model.model.{name}.{which}.weight");
                 let t = tensors
@@ -213,7 +213,7 @@ pub fn load_into<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, dir: imp
         .unwrap_or_default()
         .to_string();
     let mut known = HashSet::new();
-    for (name, a, b) in &adapter.params {
+    for (name, a, b) in &adapter.params() {
         for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
             let key = format!("base_model.model.{name}.{which}.weight");
             let t = tensors

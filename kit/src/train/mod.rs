@@ -101,6 +101,11 @@ pub trait Objective {
     fn extra_vars(&self) -> Vec<Var> {
         vec![]
     }
+    /// Give `extra_vars` new `Var`s with the same values, as the trainer does for the adapter when it starts (see
+    /// [`Adapter::renew_vars`]).
+    fn renew_vars(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Write the trainer's own files next to the adapter (a reward model's head).
     fn save_extra(&self, _dir: &Path) -> Result<()> {
         Ok(())
@@ -373,6 +378,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
             total_steps,
             warmup_steps: args.warmup(total_steps),
         };
+        // Trainable tensors made here, by the code that builds the graph: a notebook may have attached the adapter
+        // in an earlier cell, whose tensors were numbered by another copy of candle (see Adapter::renew_vars).
+        self.adapter.renew_vars()?;
+        self.objective.renew_vars()?;
         let mut vars = self.adapter.vars();
         vars.extend(self.objective.extra_vars());
         let mut opt = AdamW::new(

@@ -191,6 +191,11 @@ impl Objective for RewardTraining {
         vec![self.head.weight.clone()]
     }
 
+    fn renew_vars(&mut self) -> Result<()> {
+        self.head.weight = crate::lora::renewed(&self.head.weight)?;
+        Ok(())
+    }
+
     fn save_extra(&self, dir: &Path) -> Result<()> {
         self.head.save(dir)
     }
