@@ -15,6 +15,7 @@ pub enum DeviceChoice {
 /// The device to run on and the dtype activations are computed in there.
 #[derive(Debug, Clone)]
 pub struct PickedDevice {
+    /// The first CUDA GPU, or the CPU.
     pub device: Device,
     /// f32 on CPU, f16 on CUDA.
     pub dtype: DType,

@@ -9,7 +9,9 @@ use crate::{Error, Result};
 /// A dataset's training file and, when there is one, its evaluation file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetFiles {
+    /// The file to train on.
     pub train: PathBuf,
+    /// The file to evaluate on, if any.
     pub eval: Option<PathBuf>,
 }
 
