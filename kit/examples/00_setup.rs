@@ -4,10 +4,10 @@ use kit::prelude::*;
 
 fn main() -> anyhow::Result<()> {
     println!("kit {}", kit::VERSION);
-    let (device, dtype) = kit::device::pick_device(DeviceChoice::Auto)?;
-    println!("device: {device:?}, activations: {dtype:?}");
+    let picked = pick_device(DeviceChoice::Auto)?;
+    println!("device: {:?}, activations: {:?}", picked.device, picked.dtype);
 
-    println!("{}", kit::memory::table(&kit::memory::course_plans()));
+    println!("{}", MemoryPlan::table(&MemoryPlan::course()));
 
     // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
     let model_id = "gemma3-270m";

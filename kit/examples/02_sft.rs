@@ -1,8 +1,6 @@
 //! Notebook 02 as a program: cold-start LoRA SFT of the Gemma 3 270M base model on `sft_ja` (loss on the responses
 //! only), answers before and after, and the loss curve (outputs/02_sft/loss.svg).
 //! Run from the repository root: `cargo run --release --example 02_sft`.
-use std::path::Path;
-
 use kit::prelude::*;
 
 fn main() -> anyhow::Result<()> {
@@ -30,11 +28,7 @@ fn main() -> anyhow::Result<()> {
     ];
     let mut gen_cfg = GenerationConfig::greedy(64).with_chat(true);
     gen_cfg.sampling.repetition_penalty = 1.3;
-    let before: Vec<String> = model
-        .generate(&questions, &gen_cfg)?
-        .into_iter()
-        .map(|g| g.text)
-        .collect();
+    let before = model.generate_texts(&questions, &gen_cfg)?;
 
     let cfg = SftConfig {
         args: TrainingArguments {
@@ -50,20 +44,11 @@ fn main() -> anyhow::Result<()> {
         max_length: Some(192),
         ..Default::default()
     };
-    let out = train_sft(
-        &model,
-        &adapter,
-        Path::new("datasets/sft_ja/train.jsonl"),
-        Some(Path::new("datasets/sft_ja/dev.jsonl")),
-        &cfg,
-    )?;
+    // The folder means its train.jsonl, with its dev.jsonl for the held-out loss.
+    let out = train_sft(&model, &adapter, "datasets/sft_ja", None, &cfg)?;
     println!("held-out loss: {:?}", out.series("eval_loss"));
 
-    let after: Vec<String> = model
-        .generate(&questions, &gen_cfg)?
-        .into_iter()
-        .map(|g| g.text)
-        .collect();
+    let after = model.generate_texts(&questions, &gen_cfg)?;
     let mut table = Table::new(&["質問", "SFT 前", "SFT 後"]);
     for i in 0..questions.len() {
         table.push(&[questions[i], before[i].trim(), after[i].trim()]);

@@ -1,8 +1,6 @@
 //! Notebook 03 as a program: DPO of Gemma 3 270M with LoRA on `pref_ja`, the reference being the base model (adapter
 //! off); the four implicit-reward curves land in outputs/03_dpo/rewards.svg and eval_rewards.svg.
 //! Run from the repository root: `cargo run --release --example 03_dpo`.
-use std::path::Path;
-
 use kit::prelude::*;
 
 fn main() -> anyhow::Result<()> {
@@ -37,13 +35,8 @@ fn main() -> anyhow::Result<()> {
         max_length: Some(192),
         ..Default::default()
     };
-    let out = train_dpo(
-        &model,
-        &adapter,
-        Path::new("datasets/pref_ja/train.jsonl"),
-        Some(Path::new("datasets/pref_ja/dev.jsonl")),
-        &cfg,
-    )?;
+    // The folder means its train.jsonl, with its dev.jsonl for evaluation.
+    let out = train_dpo(&model, &adapter, "datasets/pref_ja", None, &cfg)?;
     for key in ["eval_rewards/accuracies", "eval_rewards/margins"] {
         println!("{key}: {:?}", out.series(key));
     }

@@ -13,7 +13,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use kit::prelude::*;
-use kit::rewards::{format_reward, reward_fn, RewardFunction};
 
 const MODEL: &str = "smollm2-135m";
 
@@ -116,13 +115,7 @@ fn main() -> anyhow::Result<()> {
                 max_length: Some(256),
                 ..Default::default()
             };
-            let out = train_sft(
-                &model,
-                &adapter,
-                Path::new("datasets/sft_ja/train.jsonl"),
-                Some(Path::new("datasets/sft_ja/dev.jsonl")),
-                &cfg,
-            )?;
+            let out = train_sft(&model, &adapter, "datasets/sft_ja", None, &cfg)?;
             print_curve(&out, &["loss", "eval_loss", "eval_mean_token_accuracy"]);
         }
         "dpo" => {
@@ -132,13 +125,7 @@ fn main() -> anyhow::Result<()> {
                 max_length: Some(256),
                 ..Default::default()
             };
-            let out = train_dpo(
-                &model,
-                &adapter,
-                Path::new("datasets/pref_ja/train.jsonl"),
-                Some(Path::new("datasets/pref_ja/dev.jsonl")),
-                &cfg,
-            )?;
+            let out = train_dpo(&model, &adapter, "datasets/pref_ja", None, &cfg)?;
             print_curve(
                 &out,
                 &["loss", "eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"],

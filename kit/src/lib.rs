@@ -40,17 +40,26 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a notebook or example needs: `use kit::prelude::*;`.
 pub mod prelude {
-    pub use crate::device::{pick_device, DeviceChoice};
+    pub use crate::data::{preview_preference, preview_sft, DatasetFiles, PairPreview, Preview, SftPreview};
+    pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
     pub use crate::lora::{Adapter, LoraConfig, TargetModules};
+    pub use crate::memory::{MemoryPlan, ModelShape};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
     pub use crate::notebook::{Chart, Table};
+    pub use crate::rewards::{
+        exact_answer_reward, format_reward, japanese_ratio_reward, length_reward, reward_fn, RewardFunction,
+        RewardInput,
+    };
     pub use crate::sampling::SamplingParams;
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{train_dpo, DpoConfig, DpoLossType, DpoReference};
     pub use crate::train::grpo::{train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
     pub use crate::train::reward_model::{train_reward, RewardConfig, RewardModel};
     pub use crate::train::sft::{train_sft, SftConfig};
-    pub use crate::train::{TrainOutput, TrainingArguments};
+    pub use crate::train::{
+        EarlyStopping, Metrics, OnEvaluate, OnLog, StopWhen, TrainOutput, TrainerCallback, TrainerControl,
+        TrainerState, TrainingArguments,
+    };
     pub use candle_core::{DType, Device, Tensor};
 }

@@ -39,8 +39,9 @@ impl Chart {
         Self::lines(&lines, title, "step")
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
-        crate::io::write_atomic(path, self.svg.as_bytes())
+    /// Write the SVG to `path` (atomically).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::io::write_atomic(path.as_ref(), self.svg.as_bytes())
     }
 
     /// evcxr calls this when a cell evaluates to a `Chart`.

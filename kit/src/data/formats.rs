@@ -77,7 +77,8 @@ pub struct Loaded<T> {
 
 /// Every row of a `.jsonl` file, or of a `.json` file holding an array of objects (line = index + 1 there) or
 /// JSON Lines (what `datasets.Dataset.to_json` writes by default).
-pub fn read_rows(path: &Path) -> Result<Vec<(Origin, Value)>> {
+pub fn read_rows(path: impl AsRef<Path>) -> Result<Vec<(Origin, Value)>> {
+    let path = path.as_ref();
     let json_array = if path.extension().is_some_and(|e| e == "json") {
         let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
         Some(text).filter(|t| t.trim_start().starts_with('['))
@@ -182,10 +183,11 @@ fn same_flavour(at: &Origin, a: (&str, &Turns), b: (&str, &Turns)) -> Result<()>
 
 /// Parse every row with `parse`; with `skip_invalid`, bad rows are counted and reported instead of failing.
 fn load_with<T>(
-    path: &Path,
+    path: impl AsRef<Path>,
     skip_invalid: bool,
     parse: impl Fn(&Origin, &Map<String, Value>) -> Result<T>,
 ) -> Result<Loaded<T>> {
+    let path = path.as_ref();
     let mut out = Loaded {
         rows: vec![],
         skipped: vec![],
@@ -207,7 +209,7 @@ fn load_with<T>(
 }
 
 /// SFT rows: `text`, `messages`, or `prompt` + `completion`.
-pub fn load_sft(path: &Path, skip_invalid: bool) -> Result<Loaded<SftRow>> {
+pub fn load_sft(path: impl AsRef<Path>, skip_invalid: bool) -> Result<Loaded<SftRow>> {
     load_with(path, skip_invalid, |at, obj| {
         if obj.contains_key("prompt") || obj.contains_key("completion") {
             let prompt = turns(at, obj, "prompt")?;
@@ -233,7 +235,7 @@ pub fn load_sft(path: &Path, skip_invalid: bool) -> Result<Loaded<SftRow>> {
 }
 
 /// Preference rows: `prompt` + `chosen` + `rejected`, or the implicit-prompt form `chosen` + `rejected`.
-pub fn load_preference(path: &Path, skip_invalid: bool) -> Result<Loaded<PreferenceRow>> {
+pub fn load_preference(path: impl AsRef<Path>, skip_invalid: bool) -> Result<Loaded<PreferenceRow>> {
     load_with(path, skip_invalid, |at, obj| {
         let chosen = turns(at, obj, "chosen")?;
         let rejected = turns(at, obj, "rejected")?;
@@ -266,7 +268,7 @@ pub fn load_preference(path: &Path, skip_invalid: bool) -> Result<Loaded<Prefere
 }
 
 /// Prompt-only rows for GRPO; every other column is kept for the reward functions.
-pub fn load_prompts(path: &Path, skip_invalid: bool) -> Result<Loaded<PromptRow>> {
+pub fn load_prompts(path: impl AsRef<Path>, skip_invalid: bool) -> Result<Loaded<PromptRow>> {
     load_with(path, skip_invalid, |at, obj| {
         let prompt = turns(at, obj, "prompt")?;
         let mut columns = obj.clone();

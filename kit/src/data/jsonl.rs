@@ -7,7 +7,8 @@ use crate::{Error, Result};
 
 /// Every non-blank line of `path` as JSON, with its 1-based line number. A malformed line is an error naming
 /// `file:line`.
-pub fn read_jsonl(path: &Path) -> Result<Vec<(usize, Value)>> {
+pub fn read_jsonl(path: impl AsRef<Path>) -> Result<Vec<(usize, Value)>> {
+    let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -8,10 +8,12 @@ pub mod validate;
 pub use check::{check, CheckSummary};
 pub use jsonl::read_jsonl;
 pub use validate::{check_dataset_dir, check_file, DatasetKind, FileReport, Issue};
+pub mod files;
 pub mod formats;
 pub mod preview;
 pub mod tokenize;
 
+pub use files::DatasetFiles;
 pub use formats::{load_preference, load_prompts, load_sft, Origin, PreferenceRow, PromptRow, SftRow, Turns};
 pub use preview::{preview_preference, preview_sft, PairPreview, Preview, SftPreview};
 pub use tokenize::{Tokenized, TokenizedPair, TruncationMode};

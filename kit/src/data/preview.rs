@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::files::DatasetFiles;
 use super::formats::{load_preference, load_sft, read_rows};
 use super::tokenize::{tokenize_pair, tokenize_sft};
 use crate::tokenizer::Tokenizer;
@@ -19,7 +20,9 @@ pub struct SftPreview {
     pub context: String,
     /// The text the loss is computed on, decoded from the trained ids.
     pub completion: String,
+    /// Tokens of `context`.
     pub context_tokens: usize,
+    /// Tokens of `completion`.
     pub completion_tokens: usize,
 }
 
@@ -27,12 +30,19 @@ pub struct SftPreview {
 /// columns (e.g. `flaw` in `pref_ja`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairPreview {
+    /// Line in the file.
     pub line: usize,
+    /// The prompt as the model reads it (chat template applied to a conversation), decoded from the trained ids.
     pub prompt: String,
+    /// The preferred answer (the loss part of the chosen sequence).
     pub chosen: String,
+    /// The other answer.
     pub rejected: String,
+    /// Tokens of `prompt`.
     pub prompt_tokens: usize,
+    /// Tokens of `chosen`.
     pub chosen_tokens: usize,
+    /// Tokens of `rejected`.
     pub rejected_tokens: usize,
     /// Columns besides prompt/chosen/rejected/margin.
     pub columns: Map<String, Value>,
@@ -43,12 +53,14 @@ pub struct PairPreview {
 pub struct Preview<T> {
     /// Rows in the whole file.
     pub total_rows: usize,
+    /// The first rows, in file order.
     pub rows: Vec<T>,
 }
 
-/// The first `n` rows of an SFT file (`text`, `messages` or `prompt` + `completion`).
-pub fn preview_sft(tokenizer: &Tokenizer, path: impl AsRef<Path>, n: usize) -> Result<Preview<SftPreview>> {
-    let loaded = load_sft(path.as_ref(), false)?;
+/// The first `n` rows of an SFT file (`text`, `messages` or `prompt` + `completion`), or of a dataset folder's
+/// training file (see [`DatasetFiles`]).
+pub fn preview_sft(tokenizer: &Tokenizer, data: impl AsRef<Path>, n: usize) -> Result<Preview<SftPreview>> {
+    let loaded = load_sft(DatasetFiles::train_file(data)?, false)?;
     let mut rows = vec![];
     for (origin, row) in loaded.rows.iter().take(n) {
         let t = tokenize_sft(tokenizer, row, true)?;
@@ -75,11 +87,12 @@ pub fn preview_sft(tokenizer: &Tokenizer, path: impl AsRef<Path>, n: usize) -> R
     })
 }
 
-/// The first `n` pairs of a preference file (explicit or implicit prompt).
-pub fn preview_preference(tokenizer: &Tokenizer, path: impl AsRef<Path>, n: usize) -> Result<Preview<PairPreview>> {
-    let path = path.as_ref();
-    let loaded = load_preference(path, false)?;
-    let raw = read_rows(path)?;
+/// The first `n` pairs of a preference file (explicit or implicit prompt), or of a dataset folder's training file
+/// (see [`DatasetFiles`]).
+pub fn preview_preference(tokenizer: &Tokenizer, data: impl AsRef<Path>, n: usize) -> Result<Preview<PairPreview>> {
+    let path = DatasetFiles::train_file(data)?;
+    let loaded = load_preference(&path, false)?;
+    let raw = read_rows(&path)?;
     let mut rows = vec![];
     for ((origin, row), (_, value)) in loaded.rows.iter().zip(&raw).take(n) {
         let t = tokenize_pair(tokenizer, row)?;

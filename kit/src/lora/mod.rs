@@ -15,22 +15,40 @@ use crate::{Error, Result};
 mod config;
 mod peft;
 
-pub use crate::model::lora_slot::{AdapterState, LoraLayer};
+pub use crate::model::lora_slot::{renewed, AdapterState, LoraLayer};
 pub use config::{matches_name, LoraConfig, OneOrMany, Patterns, TargetModules};
 pub use peft::{load, load_into};
 
-/// The adapter attached to a model: its config, its layers' names and parameters, and the on/off switch.
+/// The adapter attached to a model: its config, its layers' names, and the state its layers share (the on/off
+/// switch, training mode, and every A and B).
 #[derive(Debug, Clone)]
 pub struct Adapter {
     pub config: LoraConfig,
     pub state: Arc<AdapterState>,
-    /// (module name, A, B) in layer order.
-    pub params: Vec<(String, Var, Var)>,
+    /// Names of the adapted modules, in layer order (slot order in `state`).
+    pub modules: Vec<String>,
     /// Recorded in adapter_config.json.
     pub base_model_name_or_path: String,
 }
 
 impl Adapter {
+    /// (module name, A, B) of each adapted layer, in layer order.
+    pub fn params(&self) -> Vec<(String, Var, Var)> {
+        self.modules
+            .iter()
+            .cloned()
+            .zip(self.state.all_weights())
+            .map(|(name, (a, b))| (name, a, b))
+            .collect()
+    }
+
+    /// Give every A and B a new `Var` with the same values. The trainer does this as it starts, which is what lets
+    /// a notebook attach the adapter in one cell and train in a later one (see [`AdapterState::renew_weights`]);
+    /// `Var`s taken from [`Adapter::vars`] before then no longer belong to the model.
+    pub fn renew_vars(&self) -> Result<()> {
+        self.state.renew_weights()
+    }
+
     pub fn enable(&self) {
         self.state.set_enabled(true);
     }
@@ -70,17 +88,12 @@ impl Adapter {
 
     /// Every trainable tensor (A and B of each layer).
     pub fn vars(&self) -> Vec<Var> {
-        self.params
-            .iter()
-            .flat_map(|(_, a, b)| [a.clone(), b.clone()])
-            .collect()
+        self.state.all_weights().into_iter().flat_map(|(a, b)| [a, b]).collect()
     }
 
+    /// Number of trainable parameters (the elements of every A and B).
     pub fn num_trainable(&self) -> usize {
-        self.params
-            .iter()
-            .map(|(_, a, b)| a.elem_count() + b.elem_count())
-            .sum()
+        self.vars().iter().map(|v| v.elem_count()).sum()
     }
 
     /// PEFT's summary line for this adapter on `decoder`.
@@ -153,7 +166,7 @@ pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, config: 
     }
     let state = Arc::new(AdapterState::new(config.init_seed));
     let mut rng = StdRng::seed_from_u64(config.init_seed);
-    let mut params = Vec::new();
+    let mut modules = Vec::new();
     for (linear, targeted) in linears.into_iter().zip(targeted) {
         linear.adapter = Some(state.clone());
         if !targeted {
@@ -167,17 +180,17 @@ pub fn attach_to<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, config: 
         let a = Var::from_tensor(&Tensor::from_vec(a, (r, inp), &Device::Cpu)?.to_device(&device)?)?;
         let b = Var::zeros((out, r), DType::F32, &device)?;
         linear.lora = Some(LoraLayer {
-            a: a.clone(),
-            b: b.clone(),
+            slot: state.push_weights(a, b),
+            rank: r,
             scale,
             dropout: config.lora_dropout,
         });
-        params.push((linear.name.clone(), a, b));
+        modules.push(linear.name.clone());
     }
     Ok(Adapter {
         config: config.clone(),
         state,
-        params,
+        modules,
         base_model_name_or_path: String::new(),
     })
 }
@@ -192,11 +205,14 @@ pub fn merge(decoder: &mut Decoder) -> Result<()> {
     Ok(())
 }
 
+/// Fold one layer's adapter into its base weight and detach the layer from the adapter (see [`merge`]).
 pub fn merge_linear(linear: &mut Linear) -> Result<()> {
-    linear.adapter = None;
+    let state = linear.adapter.take();
     let Some(l) = linear.lora.take() else { return Ok(()) };
+    let state = state.ok_or_else(|| Error::msg(format!("{}: LoRA weights without the adapter", linear.name)))?;
+    let (a, b) = state.weights(l.slot)?;
     let w = crate::quant::dense_weight(&linear.weight, DType::F32)?;
-    let delta = (l.b.as_tensor().matmul(l.a.as_tensor())? * l.scale)?;
+    let delta = (b.as_tensor().matmul(a.as_tensor())? * l.scale)?;
     let dtype = match &linear.weight {
         FrozenWeight::Dense(t) => t.dtype(),
         FrozenWeight::Quantized(_) => DType::F32,

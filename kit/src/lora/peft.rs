@@ -109,10 +109,11 @@ struct PeftConfigFile<'a> {
 
 impl Adapter {
     /// Write PEFT's `adapter_config.json` and `adapter_model.safetensors` into `dir`, each atomically.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, e))?;
         let mut tensors = HashMap::new();
-        for (name, a, b) in &self.params {
+        for (name, a, b) in &self.params() {
             for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
                 let t = var.as_tensor().to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
                 tensors.insert(format!("base_model.model.{name}.{which}.weight"), t);
@@ -153,10 +154,11 @@ impl Adapter {
 impl Adapter {
     /// Overwrite this adapter's A and B with the ones saved in `dir` (resuming a run): every layer must be there,
     /// with the same shapes.
-    pub fn load_weights(&self, dir: &Path) -> Result<()> {
+    pub fn load_weights(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
         let weights = dir.join("adapter_model.safetensors");
         let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| Error::file(&weights, e))?;
-        for (name, a, b) in &self.params {
+        for (name, a, b) in &self.params() {
             for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
                 let key = format!("base_model.model.{name}.{which}.weight");
                 let t = tensors
@@ -177,12 +179,13 @@ impl Adapter {
 }
 
 /// Load a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) onto `decoder`.
-pub fn load(decoder: &mut Decoder, dir: &Path) -> Result<Adapter> {
+pub fn load(decoder: &mut Decoder, dir: impl AsRef<Path>) -> Result<Adapter> {
     load_into(decoder.linears_mut(), dir)
 }
 
 /// Load a PEFT adapter directory onto the named layers `linears`.
-pub fn load_into<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, dir: &Path) -> Result<Adapter> {
+pub fn load_into<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, dir: impl AsRef<Path>) -> Result<Adapter> {
+    let dir = dir.as_ref();
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::file(&cfg_path, e))?;
     let v: serde_json::Value =
@@ -210,7 +213,7 @@ pub fn load_into<'a>(linears: impl IntoIterator<Item = &'a mut Linear>, dir: &Pa
         .unwrap_or_default()
         .to_string();
     let mut known = HashSet::new();
-    for (name, a, b) in &adapter.params {
+    for (name, a, b) in &adapter.params() {
         for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
             let key = format!("base_model.model.{name}.{which}.weight");
             let t = tensors

@@ -1,11 +1,12 @@
 //! What a layer needs to run a LoRA adapter (Hu et al. 2021): its A and B, and the switches shared by the whole
 //! adapter. Attaching, merging and the PEFT files live in `kit::lora`, which builds these.
 //!
-//! h = W x + scale · B A dropout(x). A and B are f32 `Var`s whatever the activation dtype. Dropout acts on the
-//! adapter's input only, in training mode only, with masks drawn from a seeded generator so that a run can be
-//! repeated exactly.
+//! h = W x + scale · B A dropout(x). A and B are f32 `Var`s whatever the activation dtype, held once for the whole
+//! adapter in its [`AdapterState`] (a layer knows its slot there), so that the trainer can renew them all at once
+//! (see [`AdapterState::renew_weights`]). Dropout acts on the adapter's input only, in training mode only, with masks
+//! drawn from a seeded generator so that a run can be repeated exactly.
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use candle_core::{Device, Tensor, Var};
 use rand::rngs::StdRng;
@@ -15,23 +16,63 @@ use crate::{Error, Result};
 
 /// Flags shared by every layer of one model once an adapter is attached, targeted or not: switching the adapter off
 /// turns the model back into the base model (the DPO/GRPO reference) without copying anything, and training mode
-/// makes every frozen layer multiply exactly (see `Linear::forward`).
+/// makes every frozen layer multiply exactly (see `Linear::forward`). It also holds the A and B of every adapted
+/// layer.
 #[derive(Debug)]
 pub struct AdapterState {
     enabled: AtomicBool,
     training: AtomicBool,
     /// Draws the dropout masks of every layer, in forward order.
     dropout_rng: Mutex<StdRng>,
+    /// (A, B) of each adapted layer, by slot ([`LoraLayer::slot`]).
+    weights: RwLock<Vec<(Var, Var)>>,
 }
 
 impl AdapterState {
-    /// Enabled, not training, dropout stream seeded from `seed`.
+    /// Enabled, not training, dropout stream seeded from `seed`, no weights yet.
     pub fn new(seed: u64) -> Self {
         AdapterState {
             enabled: AtomicBool::new(true),
             training: AtomicBool::new(false),
             dropout_rng: Mutex::new(dropout_rng(seed)),
+            weights: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Hold a layer's A and B; returns the slot the layer reads them from.
+    pub fn push_weights(&self, a: Var, b: Var) -> usize {
+        let mut w = self.weights.write().unwrap_or_else(|e| e.into_inner());
+        w.push((a, b));
+        w.len() - 1
+    }
+
+    /// (A, B) of `slot`.
+    pub fn weights(&self, slot: usize) -> Result<(Var, Var)> {
+        let w = self.weights.read().unwrap_or_else(|e| e.into_inner());
+        w.get(slot)
+            .cloned()
+            .ok_or_else(|| Error::msg(format!("LoRA slot {slot} of {}: no such layer", w.len())))
+    }
+
+    /// (A, B) of every slot, in order.
+    pub fn all_weights(&self) -> Vec<(Var, Var)> {
+        self.weights.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replace every A and B by a new `Var` holding the same values, made by the code that calls this.
+    ///
+    /// Why: candle tells tensors apart in the backward pass by an id drawn from a counter in candle itself, and
+    /// evcxr links a separate copy of kit and candle, counter included, into every notebook cell. A `Var` made in
+    /// the cell that attached the adapter can therefore carry the same id as a tensor that the training cell
+    /// creates, and the backward pass would then confuse the two. The trainer calls this as it starts, so that its
+    /// trainable tensors and its graph share one counter. In a single program it only copies the values.
+    pub fn renew_weights(&self) -> Result<()> {
+        let mut w = self.weights.write().unwrap_or_else(|e| e.into_inner());
+        for (a, b) in w.iter_mut() {
+            *a = renewed(a)?;
+            *b = renewed(b)?;
+        }
+        Ok(())
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -83,12 +124,22 @@ fn dropout_rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)
 }
 
-/// One layer's adapter: A (r, in), B (out, r), the scale α/r (or α/√r), and the dropout rate on its input.
+/// A new `Var` with `v`'s values (a copy: a `Var` made from a `Var` would be the same tensor).
+pub fn renewed(v: &Var) -> Result<Var> {
+    Ok(Var::from_tensor(&v.as_tensor().detach())?)
+}
+
+/// One layer's adapter: where its A (r, in) and B (out, r) are held, its rank, the scale α/r (or α/√r), and the
+/// dropout rate on its input.
 #[derive(Debug, Clone)]
 pub struct LoraLayer {
-    pub a: Var,
-    pub b: Var,
+    /// Index of this layer's (A, B) in the adapter's [`AdapterState`].
+    pub slot: usize,
+    /// r: rows of A, columns of B.
+    pub rank: usize,
+    /// α/r, or α/√r with rsLoRA.
     pub scale: f64,
+    /// Dropout rate on the adapter's input, in training mode.
     pub dropout: f32,
 }
 
@@ -105,10 +156,11 @@ impl LoraLayer {
         } else {
             x.clone()
         };
+        let (a, b) = state.weights(self.slot)?;
         let (a, b) = if training || x.track_op() {
-            (self.a.as_tensor().clone(), self.b.as_tensor().clone())
+            (a.as_tensor().clone(), b.as_tensor().clone())
         } else {
-            (self.a.as_tensor().detach(), self.b.as_tensor().detach())
+            (a.as_tensor().detach(), b.as_tensor().detach())
         };
         let (a, b) = (a.to_dtype(dtype)?, b.to_dtype(dtype)?);
         let xa = crate::quant::matmul_t(&x, &a)?;

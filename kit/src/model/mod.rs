@@ -18,9 +18,11 @@ pub use linear::Linear;
 pub use load::WeightSource;
 pub use lora_slot::{AdapterState, LoraLayer};
 
+use std::path::Path;
+
 use candle_core::{DType, Device};
 
-use crate::device::{pick_device, DeviceChoice};
+use crate::device::{pick_device, DeviceChoice, PickedDevice};
 use crate::hub::{self, ModelFiles};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -58,13 +60,20 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Load by alias (`smollm2-135m`, `gemma3-270m`), local path (directory or .gguf) or hub id.
-    pub fn load(name: &str, opts: &LoadOptions) -> Result<Self> {
+    pub fn load(name: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let name = name.as_ref();
+        let name = name
+            .to_str()
+            .ok_or_else(|| Error::file(name, "the model path is not valid UTF-8"))?;
         let files = hub::resolve(name)?;
         Self::from_files(name, files, opts)
     }
 
     pub fn from_files(name: &str, files: ModelFiles, opts: &LoadOptions) -> Result<Self> {
-        let (device, default_dtype) = pick_device(opts.device)?;
+        let PickedDevice {
+            device,
+            dtype: default_dtype,
+        } = pick_device(opts.device)?;
         let dtype = match opts.dtype.as_deref() {
             None => default_dtype,
             Some("f32" | "float32") => DType::F32,

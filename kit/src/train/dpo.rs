@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
-use crate::data::{load_preference, Origin, PreferenceRow};
+use crate::data::{load_preference, DatasetFiles, Origin, PreferenceRow};
 use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
 use crate::lora::Adapter;
 use crate::loss::log_sigmoid;
@@ -327,18 +327,21 @@ pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig)
     Ok(out)
 }
 
-/// Read, tokenize and train: the one-call DPO of notebooks and the CLI.
+/// The DPO trainer for `data` (a file, or a dataset folder: its `train.jsonl`, and its `dev.jsonl` for evaluation
+/// when `eval_file` is `None`; see [`DatasetFiles`]), pairs read, tokenized and, when the config asks, scored by
+/// the reference; add callbacks, then `.train()`.
 pub fn dpo_trainer<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     cfg: &DpoConfig,
 ) -> Result<Trainer<'a, Dpo>> {
-    let loaded = load_preference(train_file, cfg.skip_invalid_rows)?;
-    report_skipped(train_file, &loaded.skipped);
+    let files = DatasetFiles::resolve(data, eval_file)?;
+    let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
+    report_skipped(&files.train, &loaded.skipped);
     let mut train = prepare(model, &loaded.rows, cfg)?;
-    let mut eval = match eval_file {
+    let mut eval = match &files.eval {
         Some(p) => prepare(model, &load_preference(p, cfg.skip_invalid_rows)?.rows, cfg)?,
         None => vec![],
     };
@@ -351,12 +354,14 @@ pub fn dpo_trainer<'a>(
     Ok(Trainer::new(model, adapter, dpo, cfg.args.clone()).with_data(train, eval))
 }
 
+/// Read, tokenize and train in one call: `train_dpo(&model, &adapter, "datasets/pref_ja", None, &cfg)`. `data` and
+/// `eval_file` as in [`dpo_trainer`].
 pub fn train_dpo(
     model: &Model,
     adapter: &Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     cfg: &DpoConfig,
 ) -> Result<TrainOutput> {
-    dpo_trainer(model, adapter, train_file, eval_file, cfg)?.train()
+    dpo_trainer(model, adapter, data, eval_file, cfg)?.train()
 }

@@ -19,7 +19,7 @@ pub use super::grpo_config::{GrpoConfig, GrpoLossType, ScaleRewards};
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
-use crate::data::{load_prompts, Origin, PromptRow};
+use crate::data::{load_prompts, DatasetFiles, Origin, PromptRow};
 use crate::generate::{FinishReason, GenerationConfig};
 use crate::logps::{collate, logit_stats, token_scores_at};
 use crate::lora::Adapter;
@@ -576,19 +576,22 @@ pub fn prepare(model: &Model, rows: &[(Origin, PromptRow)], cfg: &GrpoConfig) ->
         .collect()
 }
 
-/// Read, tokenize and train: the one-call GRPO of notebooks and the CLI.
+/// The GRPO trainer for the prompts of `data` (a file, or a dataset folder: its `train.jsonl`, and its `dev.jsonl`
+/// for evaluation when `eval_file` is `None`; see [`DatasetFiles`]), scored by `reward_funcs`; add callbacks, then
+/// `.train()`.
 pub fn grpo_trainer<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
 ) -> Result<Trainer<'a, Grpo>> {
-    let loaded = load_prompts(train_file, cfg.skip_invalid_rows)?;
-    report_skipped(train_file, &loaded.skipped);
+    let files = DatasetFiles::resolve(data, eval_file)?;
+    let loaded = load_prompts(&files.train, cfg.skip_invalid_rows)?;
+    report_skipped(&files.train, &loaded.skipped);
     let train = prepare(model, &loaded.rows, cfg)?;
-    let eval = match eval_file {
+    let eval = match &files.eval {
         Some(p) => prepare(model, &load_prompts(p, cfg.skip_invalid_rows)?.rows, cfg)?,
         None => vec![],
     };
@@ -596,13 +599,15 @@ pub fn grpo_trainer<'a>(
     Ok(Trainer::new(model, adapter, grpo, cfg.args.clone()).with_data(train, eval))
 }
 
+/// Read, tokenize and train in one call: `train_grpo(&model, &adapter, "datasets/math_ja", None, rewards, &cfg)`.
+/// `data` and `eval_file` as in [`grpo_trainer`].
 pub fn train_grpo(
     model: &Model,
     adapter: &Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
 ) -> Result<TrainOutput> {
-    grpo_trainer(model, adapter, train_file, eval_file, reward_funcs, cfg)?.train()
+    grpo_trainer(model, adapter, data, eval_file, reward_funcs, cfg)?.train()
 }

@@ -96,6 +96,11 @@ pub trait Objective {
     fn extra_vars(&self) -> Vec<Var> {
         vec![]
     }
+    /// Give `extra_vars` new `Var`s with the same values, as the trainer does for the adapter when it starts (see
+    /// [`Adapter::renew_vars`]).
+    fn renew_vars(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Write the trainer's own files next to the adapter (a reward model's head).
     fn save_extra(&self, _dir: &Path) -> Result<()> {
         Ok(())

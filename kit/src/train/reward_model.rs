@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::dpo::PairExample;
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
-use crate::data::load_preference;
 use crate::data::tokenize::{Tokenized, TruncationMode};
+use crate::data::{load_preference, DatasetFiles};
 use crate::logps::{collate, SeqBatch};
 use crate::lora::Adapter;
 use crate::model::{LoadOptions, Model};
@@ -106,17 +106,19 @@ impl RewardHead {
         })
     }
 
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// Write the head as `reward_head.safetensors` in `dir`.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let mut t = HashMap::new();
         t.insert(
             "score.weight".to_string(),
             self.weight.as_tensor().to_device(&candle_core::Device::Cpu)?,
         );
-        crate::io::save_tensors_atomic(dir.join(HEAD_FILE), &t)
+        crate::io::save_tensors_atomic(dir.as_ref().join(HEAD_FILE), &t)
     }
 
-    pub fn load(dir: &Path, device: &candle_core::Device) -> Result<Self> {
-        let path = dir.join(HEAD_FILE);
+    /// Read the head that [`RewardHead::save`] wrote in `dir`.
+    pub fn load(dir: impl AsRef<Path>, device: &candle_core::Device) -> Result<Self> {
+        let path = dir.as_ref().join(HEAD_FILE);
         let t = candle_core::safetensors::load(&path, device).map_err(|e| Error::file(&path, e))?;
         let w = t
             .get("score.weight")
@@ -197,6 +199,11 @@ impl Objective for RewardTraining {
         vec![self.head.weight.clone()]
     }
 
+    fn renew_vars(&mut self) -> Result<()> {
+        self.head.weight = crate::lora::renewed(&self.head.weight)?;
+        Ok(())
+    }
+
     fn save_extra(&self, dir: &Path) -> Result<()> {
         self.head.save(dir)
     }
@@ -215,11 +222,13 @@ impl Objective for RewardTraining {
     }
 }
 
-/// Read, tokenize and train a reward model; the head is saved as `reward_head.safetensors` beside the adapter.
+/// The reward-model trainer for the pairs of `data` (a file, or a dataset folder: its `train.jsonl`, and its
+/// `dev.jsonl` for evaluation when `eval_file` is `None`; see [`DatasetFiles`]); the head is saved as
+/// `reward_head.safetensors` beside the adapter.
 pub fn reward_trainer<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     cfg: &RewardConfig,
 ) -> Result<Trainer<'a, RewardTraining>> {
@@ -229,10 +238,11 @@ pub fn reward_trainer<'a>(
         skip_invalid_rows: cfg.skip_invalid_rows,
         ..Default::default()
     };
-    let loaded = load_preference(train_file, cfg.skip_invalid_rows)?;
-    report_skipped(train_file, &loaded.skipped);
+    let files = DatasetFiles::resolve(data, eval_file)?;
+    let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
+    report_skipped(&files.train, &loaded.skipped);
     let train = super::dpo::prepare(model, &loaded.rows, &dpo_like)?;
-    let eval = match eval_file {
+    let eval = match &files.eval {
         Some(p) => super::dpo::prepare(model, &load_preference(p, cfg.skip_invalid_rows)?.rows, &dpo_like)?,
         None => vec![],
     };
@@ -240,14 +250,15 @@ pub fn reward_trainer<'a>(
     Ok(Trainer::new(model, adapter, objective, cfg.args.clone()).with_data(train, eval))
 }
 
+/// Read, tokenize and train a reward model in one call; `data` and `eval_file` as in [`reward_trainer`].
 pub fn train_reward(
     model: &Model,
     adapter: &Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     cfg: &RewardConfig,
 ) -> Result<TrainOutput> {
-    reward_trainer(model, adapter, train_file, eval_file, cfg)?.train()
+    reward_trainer(model, adapter, data, eval_file, cfg)?.train()
 }
 
 /// A trained reward model, ready to score (prompt, completion) pairs — also usable as a GRPO reward function.
@@ -270,7 +281,8 @@ impl RewardModel {
     }
 
     /// Load the base model, then the adapter and head saved by [`train_reward`] in `dir`.
-    pub fn load(base: &str, dir: &Path, opts: &LoadOptions) -> Result<Self> {
+    pub fn load(base: &str, dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
+        let dir = dir.as_ref();
         let mut model = Model::load(base, opts)?;
         let adapter = crate::lora::load(&mut model.decoder, dir)?;
         let head = RewardHead::load(dir, model.device())?;

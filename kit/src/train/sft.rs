@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{tokenize_sft, Tokenized, TruncationMode};
-use crate::data::{load_sft, Origin, SftRow};
+use crate::data::{load_sft, DatasetFiles, Origin, SftRow};
 use crate::logps::{collate, logit_stats, token_scores};
 use crate::lora::Adapter;
 use crate::model::Model;
@@ -128,32 +128,36 @@ pub fn prepare(model: &Model, rows: &[(Origin, SftRow)], cfg: &SftConfig) -> Res
     Ok(out)
 }
 
-/// Read, tokenize and train: the one-call SFT of notebooks and the CLI.
+/// The SFT trainer for `data` (a file, or a dataset folder: its `train.jsonl`, and its `dev.jsonl` for evaluation
+/// when `eval_file` is `None`; see [`DatasetFiles`]), rows read and tokenized; add callbacks, then `.train()`.
 pub fn sft_trainer<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     cfg: &SftConfig,
 ) -> Result<Trainer<'a, Sft>> {
-    let train = load_sft(train_file, cfg.skip_invalid_rows)?;
-    report_skipped(train_file, &train.skipped);
+    let files = DatasetFiles::resolve(data, eval_file)?;
+    let train = load_sft(&files.train, cfg.skip_invalid_rows)?;
+    report_skipped(&files.train, &train.skipped);
     let train = prepare(model, &train.rows, cfg)?;
-    let eval = match eval_file {
+    let eval = match &files.eval {
         Some(p) => prepare(model, &load_sft(p, cfg.skip_invalid_rows)?.rows, cfg)?,
         None => vec![],
     };
     Ok(Trainer::new(model, adapter, Sft::new(model), cfg.args.clone()).with_data(train, eval))
 }
 
+/// Read, tokenize and train in one call: `train_sft(&model, &adapter, "datasets/sft_ja", None, &cfg)`. `data` and
+/// `eval_file` as in [`sft_trainer`].
 pub fn train_sft(
     model: &Model,
     adapter: &Adapter,
-    train_file: &Path,
+    data: impl AsRef<Path>,
     eval_file: Option<&Path>,
     cfg: &SftConfig,
 ) -> Result<TrainOutput> {
-    sft_trainer(model, adapter, train_file, eval_file, cfg)?.train()
+    sft_trainer(model, adapter, data, eval_file, cfg)?.train()
 }
 
 pub(crate) fn report_skipped(path: &Path, skipped: &[String]) {

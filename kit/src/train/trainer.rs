@@ -243,6 +243,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
             total_steps,
             warmup_steps: args.warmup(total_steps),
         };
+        // Trainable tensors made here, by the code that builds the graph: a notebook may have attached the adapter
+        // in an earlier cell, whose tensors were numbered by another copy of candle (see Adapter::renew_vars).
+        self.adapter.renew_vars()?;
+        self.objective.renew_vars()?;
         let mut vars = self.adapter.vars();
         vars.extend(self.objective.extra_vars());
         let mut opt = AdamW::new(

@@ -83,7 +83,7 @@ pub fn rel_diff(a: &Tensor, b: &Tensor) -> f32 {
 /// Overwrite every LoRA B with fixed, non-zero, deterministic values (a fresh adapter has B = 0, which would make
 /// the A gradients vanish and the adapter a no-op).
 pub fn fill_lora_b(adapter: &kit::lora::Adapter) {
-    for (k, (_, _, b)) in adapter.params.iter().enumerate() {
+    for (k, (_, _, b)) in adapter.params().iter().enumerate() {
         let (out, r) = b.dims2().unwrap();
         let vals: Vec<f32> = (0..out * r)
             .map(|i| (((i * 7919 + k * 104729) % 1000) as f32 / 1000.0 - 0.5) * 0.2)

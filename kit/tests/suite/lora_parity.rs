@@ -31,7 +31,7 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
         let dir = common::fixtures().join("lora").join(name);
         let adapter = lora::load(&mut dec, &dir).unwrap();
         adapter.set_training(true);
-        assert_eq!(adapter.params.len(), 3 * 7, "{name}: one adapter per projection");
+        assert_eq!(adapter.params().len(), 3 * 7, "{name}: one adapter per projection");
         let want = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
         let ids = input(name);
         let (l, logits) = loss(&dec, &ids);
@@ -42,7 +42,7 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
         );
         assert!((got - exp).abs() <= 1e-4 * exp.abs(), "{name}: loss {got} vs {exp}");
         let grads = l.backward().unwrap();
-        for (module, a, b) in &adapter.params {
+        for (module, a, b) in &adapter.params() {
             for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
                 let key = format!("grad.base_model.model.{module}.{which}.weight");
                 let g = grads
@@ -129,8 +129,8 @@ fn all_linear_targets_every_projection_but_the_head_and_counts_like_peft() {
         },
     )
     .unwrap();
-    assert_eq!(adapter.params.len(), 21);
-    assert!(adapter.params.iter().all(|(n, _, _)| n != "lm_head"));
+    assert_eq!(adapter.params().len(), 21);
+    assert!(adapter.params().iter().all(|(n, _, _)| n != "lm_head"));
     // Per layer: q,o: 2·(64+64); k,v: 2·(64+32); gate,up: 2·(64+128); down: 2·(128+64) → 2·(128·2 + 96·2 + 192·3) = 2048.
     assert_eq!(adapter.num_trainable(), 3 * 2048);
     assert!(

@@ -254,7 +254,7 @@ fn k_quant_base_gives_the_lora_gradients_of_its_dequantized_dense_copy() {
             ..Default::default()
         };
         let adapter = lora::attach_to([&mut l1, &mut l2], &cfg).unwrap();
-        for (k, (_, _, b)) in adapter.params.iter().enumerate() {
+        for (k, (_, _, b)) in adapter.params().iter().enumerate() {
             b.set(&(Tensor::ones(b.shape(), DType::F32, &dev).unwrap() * (0.01 * (k + 1) as f64)).unwrap())
                 .unwrap();
         }

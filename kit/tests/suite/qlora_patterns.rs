@@ -23,7 +23,7 @@ fn expected_modules(case: &str) -> Vec<String> {
 /// Every LoRA gradient equals PEFT's (≤ 1e-4 relative).
 fn check_grads(case: &str, adapter: &lora::Adapter, grads: &candle_core::backprop::GradStore) {
     let want = load_st(case_dir(case).join("expected.safetensors"));
-    for (module, a, b) in &adapter.params {
+    for (module, a, b) in &adapter.params() {
         for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
             let key = format!("grad.base_model.model.{module}.{which}.weight");
             let g = grads
@@ -41,7 +41,7 @@ fn peft_module_selection_and_rank_patterns_give_peft_results() {
         let mut dec = common::tiny_decoder(model);
         let adapter = lora::load(&mut dec, &case_dir(case)).unwrap();
         adapter.set_training(true);
-        let mut got: Vec<String> = adapter.params.iter().map(|(n, _, _)| n.clone()).collect();
+        let mut got: Vec<String> = adapter.params().iter().map(|(n, _, _)| n.clone()).collect();
         got.sort();
         assert_eq!(got, expected_modules(case), "{case}: adapted modules");
         let want = load_st(case_dir(case).join("expected.safetensors"));
@@ -91,9 +91,14 @@ fn module_level_adapters_without_a_decoder_match_peft() {
         linear(&base, "down_proj"),
     );
     let adapter = lora::load_into([&mut gate, &mut up, &mut down], &case_dir("mlp")).unwrap();
-    assert_eq!(adapter.params.len(), 3);
+    assert_eq!(adapter.params().len(), 3);
     assert_eq!(
-        down.lora.as_ref().unwrap().a.dims(),
+        adapter
+            .state
+            .weights(down.lora.as_ref().unwrap().slot)
+            .unwrap()
+            .0
+            .dims(),
         [5, 24],
         "rank_pattern gives down_proj r = 5"
     );
@@ -129,7 +134,7 @@ fn identity_adapter(p: f32, seed: u64) -> (Linear, lora::Adapter) {
     };
     let adapter = lora::attach_to([&mut l], &cfg).unwrap();
     let eye = Tensor::eye(n, DType::F32, &Device::Cpu).unwrap();
-    let (_, a, b) = &adapter.params[0];
+    let (_, a, b) = &adapter.params()[0];
     a.set(&eye).unwrap();
     b.set(&eye).unwrap();
     (l, adapter)
@@ -165,6 +170,64 @@ fn dropout_masks_the_adapter_input_in_training_only_and_is_seeded() {
     let gx = gx.get(xv.as_tensor()).unwrap();
     // y = mask ⊙ x ⇒ dΣy/dx = mask = y / x.
     assert!(rel_diff(gx, &(&y3 / &x).unwrap()) <= 1e-6);
+}
+
+#[test]
+fn renewed_vars_keep_the_values_and_are_the_ones_the_layer_trains() {
+    // A = B = I, scale 1, zero base: y = x, and for L = Σ y², dL/dB = 2 y (A x)ᵀ = 2 xᵀx summed over rows, likewise A.
+    let x = Tensor::rand(-1f32, 1.0, (4, 8), &Device::Cpu).unwrap();
+    let (l, adapter) = identity_adapter(0.0, 1);
+    adapter.set_training(true);
+    let grads = |vars: &[Var]| -> Vec<Option<Vec<Vec<f32>>>> {
+        let g = l
+            .forward(&x)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        vars.iter()
+            .map(|v| g.get(v.as_tensor()).map(|t| t.to_vec2().unwrap()))
+            .collect()
+    };
+    let old = adapter.vars();
+    let before = grads(&old);
+    let want = (x.t().unwrap().matmul(&x).unwrap() * 2.0)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert_eq!(before, vec![Some(want.clone()), Some(want)], "the closed form");
+
+    adapter.renew_vars().unwrap();
+    let new = adapter.vars();
+    for (o, n) in old.iter().zip(&new) {
+        assert_ne!(o.id(), n.id(), "a new tensor");
+        assert_eq!(
+            o.to_vec2::<f32>().unwrap(),
+            n.to_vec2::<f32>().unwrap(),
+            "the same values"
+        );
+    }
+    assert_eq!(
+        grads(&new),
+        before,
+        "the layer trains the renewed vars, with the same gradients"
+    );
+    assert!(
+        grads(&old).iter().all(Option::is_none),
+        "the old vars are out of the graph"
+    );
+    // Only the renewed vars drive the layer: clearing an old one changes nothing, clearing a new one does.
+    old[1]
+        .set(&Tensor::zeros((8, 8), DType::F32, &Device::Cpu).unwrap())
+        .unwrap();
+    assert_eq!(rel_diff(&l.forward(&x).unwrap(), &x), 0.0);
+    new[1]
+        .set(&Tensor::zeros((8, 8), DType::F32, &Device::Cpu).unwrap())
+        .unwrap();
+    assert_eq!(common::max_abs(&l.forward(&x).unwrap()), 0.0);
 }
 
 /// Copy the llama fixture with `edit` applied to its adapter_config.json, and return the load error.
@@ -249,14 +312,14 @@ fn kit_written_patterns_load_in_peft() {
     let peft_modules = record["modules"].as_object().unwrap();
     assert_eq!(
         peft_modules.len(),
-        adapter.params.len(),
+        adapter.params().len(),
         "PEFT adapted the same number of modules"
     );
     for l in dec.linears() {
         match (&l.lora, peft_modules.get(&l.name)) {
             (None, None) => {}
             (Some(lora), Some(m)) => {
-                assert_eq!(lora.a.dims()[0] as u64, m["r"].as_u64().unwrap(), "{}: rank", l.name);
+                assert_eq!(lora.rank as u64, m["r"].as_u64().unwrap(), "{}: rank", l.name);
                 assert!(
                     (lora.scale - m["scaling"].as_f64().unwrap()).abs() < 1e-12,
                     "{}: scaling",

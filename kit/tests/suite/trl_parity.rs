@@ -63,7 +63,7 @@ fn model_with_adapter() -> (Model, Adapter) {
 fn check_grads(adapter: &Adapter, grads: &candle_core::backprop::GradStore, file: &str) {
     let want = candle_core::safetensors::load(common::fixtures().join("trl").join(file), &Device::Cpu).unwrap();
     let mut checked = 0;
-    for (name, a, b) in &adapter.params {
+    for (name, a, b) in &adapter.params() {
         for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
             let key = format!("grad.base_model.model.{name}.{which}.weight");
             let w = &want[&key];
