@@ -15,7 +15,7 @@ use kit::train::grpo::GrpoConfig;
 use kit::train::reward_model::RewardConfig;
 use kit::train::sft::SftConfig;
 use kit::train::TrainOutput;
-use kit::{Error, Result};
+use kit::Result;
 
 use crate::config::build_config;
 use crate::flags;
@@ -32,7 +32,7 @@ pub struct CommonArgs {
     /// Training data: a .jsonl/.json file, or a dataset folder holding train.jsonl (and dev.jsonl for evaluation).
     #[arg(long)]
     pub dataset: PathBuf,
-    /// Held-out data (default: dev.jsonl next to the training file, when there is one).
+    /// Held-out data (default: the dataset folder's dev.jsonl, when there is one).
     #[arg(long)]
     pub eval_dataset: Option<PathBuf>,
     /// A JSON file of trainer settings, under the flags' names (e.g. {"learning_rate": 5e-4, "max_steps": 60});
@@ -126,33 +126,11 @@ impl<C: TrainerConfig, X: Args + FromArgMatches> Args for TrainArgs<C, X> {
     }
 }
 
-/// `dir/<stem>.jsonl`, else `dir/<stem>.json` when only that exists.
-fn split_file(dir: &Path, stem: &str) -> PathBuf {
-    let jsonl = dir.join(format!("{stem}.jsonl"));
-    let json = dir.join(format!("{stem}.json"));
-    if !jsonl.exists() && json.exists() {
-        json
-    } else {
-        jsonl
-    }
-}
-
-/// (train file, eval file): a folder means its train.jsonl and dev.jsonl (or .json); a file's eval split is a
-/// sibling dev.jsonl (or dev.json).
+/// The training and evaluation files the flags name, by the library's one rule ([`kit::data::DatasetFiles`]): a
+/// dataset folder means its `train.jsonl`, and its `dev.jsonl` for evaluation unless `--eval_dataset` is given.
 pub fn dataset_files(common: &CommonArgs) -> Result<(PathBuf, Option<PathBuf>)> {
-    let d = &common.dataset;
-    let train = if d.is_dir() { split_file(d, "train") } else { d.clone() };
-    if !train.exists() {
-        return Err(Error::file(&train, "training data not found"));
-    }
-    let eval = match &common.eval_dataset {
-        Some(p) => Some(p.clone()),
-        None => train
-            .parent()
-            .map(|dir| split_file(dir, "dev"))
-            .filter(|p| p.exists() && *p != train),
-    };
-    Ok((train, eval))
+    let files = kit::data::DatasetFiles::resolve(&common.dataset, common.eval_dataset.as_deref())?;
+    Ok((files.train, files.eval))
 }
 
 fn load_model(common: &CommonArgs) -> Result<Model> {
