@@ -125,8 +125,8 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         max_length: Some(192),
         ..Default::default()
     };
-    let sft_train = load_sft(&sft_dir.join("train.jsonl"), false)?.rows;
-    let sft_eval = load_sft(&sft_dir.join("dev.jsonl"), false)?.rows;
+    let sft_train = load_sft(sft_dir.join("train.jsonl"), false)?.rows;
+    let sft_eval = load_sft(sft_dir.join("dev.jsonl"), false)?.rows;
     let sft_train = kit::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
     let sft_eval = kit::train::sft::prepare(&model, &sft_eval[..sft_eval.len().min(EVAL_ROWS)], &sft_cfg)?;
     let sft = train_or_stop(
@@ -151,8 +151,8 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     };
     // The reference (the SFT model) is scored once up front, so only the pairs this short run will see are used.
     let per_run = a.dpo_steps * dpo_cfg.args.per_device_train_batch_size;
-    let pref_train = load_preference(&pref_dir.join("train.jsonl"), false)?.rows;
-    let pref_eval = load_preference(&pref_dir.join("dev.jsonl"), false)?.rows;
+    let pref_train = load_preference(pref_dir.join("train.jsonl"), false)?.rows;
+    let pref_eval = load_preference(pref_dir.join("dev.jsonl"), false)?.rows;
     let mut pref_train = kit::train::dpo::prepare(&model, &pref_train[..pref_train.len().min(per_run)], &dpo_cfg)?;
     let mut pref_eval = kit::train::dpo::prepare(&model, &pref_eval[..pref_eval.len().min(EVAL_ROWS)], &dpo_cfg)?;
     let objective = Dpo::new(&model, dpo_cfg.clone());

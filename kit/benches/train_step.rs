@@ -53,7 +53,7 @@ fn run(which: &str) -> anyhow::Result<()> {
                 max_length: Some(256),
                 ..Default::default()
             };
-            let rows = kit::data::load_preference(&datasets().join("pref_ja/train.jsonl"), false)?.rows;
+            let rows = kit::data::load_preference(datasets().join("pref_ja/train.jsonl"), false)?.rows;
             let data = kit::train::dpo::prepare(&model, &rows[..16], &c)?;
             let out = Trainer::new(&model, &adapter, Dpo::new(&model, c.clone()), c.args.clone())
                 .with_data(data, vec![])
@@ -68,7 +68,7 @@ fn run(which: &str) -> anyhow::Result<()> {
                 beta: 0.04,
                 ..Default::default()
             };
-            let rows = kit::data::load_prompts(&datasets().join("math_ja/train.jsonl"), false)?.rows;
+            let rows = kit::data::load_prompts(datasets().join("math_ja/train.jsonl"), false)?.rows;
             let data = kit::train::grpo::prepare(&model, &rows[..8], &c)?;
             let funcs = vec![kit::rewards::builtin("format")?, kit::rewards::builtin("accuracy")?];
             let out = Trainer::new(&model, &adapter, Grpo::new(&model, c.clone(), funcs)?, c.args.clone())

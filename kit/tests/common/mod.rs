@@ -141,3 +141,12 @@ pub fn tiny_model_dir(name: &str) -> PathBuf {
     .unwrap();
     dir
 }
+
+/// A JSON array of token ids (as the oracle fixtures store them).
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}

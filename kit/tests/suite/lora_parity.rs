@@ -63,7 +63,7 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
 #[test]
 fn saved_adapters_round_trip_and_merge() {
     let mut dec = tiny("llama");
-    let adapter = lora::load(&mut dec, &common::fixtures().join("lora").join("llama")).unwrap();
+    let adapter = lora::load(&mut dec, common::fixtures().join("lora").join("llama")).unwrap();
     let ids = input("llama");
     let before = dec.forward(&ids, None, None).unwrap();
     let out = common::temp_dir("lora-save");

@@ -96,7 +96,7 @@ fn llama_ids() -> Tensor {
 }
 
 fn lora_grads(dec: &mut Decoder) -> Vec<Tensor> {
-    let adapter = lora::load(dec, &common::fixtures().join("lora").join("llama")).unwrap();
+    let adapter = lora::load(dec, common::fixtures().join("lora").join("llama")).unwrap();
     adapter.set_training(true);
     let ids = llama_ids();
     let grads = common::next_token_loss(&dec.forward(&ids, None, None).unwrap(), &ids)

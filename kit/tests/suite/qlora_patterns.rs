@@ -39,7 +39,7 @@ fn check_grads(case: &str, adapter: &lora::Adapter, grads: &candle_core::backpro
 fn peft_module_selection_and_rank_patterns_give_peft_results() {
     for (case, model) in [("patterns_llama", "llama"), ("regex_qwen2", "qwen2")] {
         let mut dec = common::tiny_decoder(model);
-        let adapter = lora::load(&mut dec, &case_dir(case)).unwrap();
+        let adapter = lora::load(&mut dec, case_dir(case)).unwrap();
         adapter.set_training(true);
         let mut got: Vec<String> = adapter.params().iter().map(|(n, _, _)| n.clone()).collect();
         got.sort();
@@ -63,7 +63,7 @@ fn peft_module_selection_and_rank_patterns_give_peft_results() {
 #[test]
 fn patterns_survive_a_kit_save_and_reload() {
     let mut dec = common::tiny_decoder("llama");
-    let adapter = lora::load(&mut dec, &case_dir("patterns_llama")).unwrap();
+    let adapter = lora::load(&mut dec, case_dir("patterns_llama")).unwrap();
     let ids = common::tiny_expected("llama")["plain.input_ids"]
         .to_dtype(DType::U32)
         .unwrap();
@@ -90,7 +90,7 @@ fn module_level_adapters_without_a_decoder_match_peft() {
         linear(&base, "up_proj"),
         linear(&base, "down_proj"),
     );
-    let adapter = lora::load_into([&mut gate, &mut up, &mut down], &case_dir("mlp")).unwrap();
+    let adapter = lora::load_into([&mut gate, &mut up, &mut down], case_dir("mlp")).unwrap();
     assert_eq!(adapter.params().len(), 3);
     assert_eq!(
         adapter

@@ -3,6 +3,7 @@
 //! `tokenizer.model` files (unigram and BPE) loaded as transformers loads a directory without tokenizer.json.
 //! Fixtures: `tests/oracle/make_tokenizer_fixtures.py`.
 use crate::common;
+use crate::common::json_ids as ids;
 
 use candle_core::quantized::gguf_file;
 use kit::tokenizer::Tokenizer;
@@ -18,14 +19,6 @@ fn gguf_tokenizer(alias: &str) -> Tokenizer {
     let mut f = std::fs::File::open(&path).unwrap();
     let content = gguf_file::Content::read(&mut f).unwrap();
     Tokenizer::from_gguf(&content, &path).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn check(tok: &Tokenizer, name: &str) {

@@ -2,6 +2,7 @@
 //! tests/oracle/make_trl_fixtures.py): DPO end to end on the tiny Llama + PEFT adapter (every loss type), GRPO's loss
 //! and advantages from fixed log-probs and rewards, the reward model's Bradley–Terry loss, and completion-only SFT.
 use crate::common;
+use crate::common::json_ids as ids;
 
 use candle_core::{Device, Tensor, Var};
 use kit::data::Tokenized;
@@ -22,14 +23,6 @@ fn fixture(name: &str) -> Value {
 fn close(got: f64, want: f64, what: &str) {
     let tol = 1e-5 * want.abs().max(1.0);
     assert!((got - want).abs() <= tol, "{what}: kit {got} vs TRL {want}");
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -54,7 +47,7 @@ fn tensor2(v: &Value) -> Tensor {
 /// The tiny Llama with the PEFT adapter of tests/fixtures/lora/llama, in training mode.
 fn model_with_adapter() -> (Model, Adapter) {
     let mut model = common::tiny_model("llama");
-    let adapter = kit::lora::load(&mut model.decoder, &common::fixtures().join("lora/llama")).unwrap();
+    let adapter = kit::lora::load(&mut model.decoder, common::fixtures().join("lora/llama")).unwrap();
     adapter.set_training(true);
     (model, adapter)
 }
