@@ -150,3 +150,26 @@ pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// Every LoRA gradient of `adapter` against an oracle's `grad.base_model.model.<module>.lora_{A,B}.weight` tensors,
+/// each within 1e-4 of the oracle's largest value (relative); returns how many tensors were compared.
+pub fn assert_lora_grads(
+    label: &str,
+    adapter: &kit::lora::Adapter,
+    grads: &candle_core::backprop::GradStore,
+    want: &std::collections::HashMap<String, Tensor>,
+) -> usize {
+    let mut checked = 0;
+    for (module, a, b) in &adapter.params() {
+        for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
+            let key = format!("grad.base_model.model.{module}.{which}.weight");
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{label}: no gradient for {key}"));
+            let d = rel_diff(g, &want[&key]);
+            assert!(d < 1e-4, "{label}: {key} differs by {d} (relative)");
+            checked += 1;
+        }
+    }
+    checked
+}

@@ -42,16 +42,7 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
         );
         assert!((got - exp).abs() <= 1e-4 * exp.abs(), "{name}: loss {got} vs {exp}");
         let grads = l.backward().unwrap();
-        for (module, a, b) in &adapter.params() {
-            for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
-                let key = format!("grad.base_model.model.{module}.{which}.weight");
-                let g = grads
-                    .get(var.as_tensor())
-                    .unwrap_or_else(|| panic!("{name}: no gradient for {key}"));
-                let d = rel_diff(g, &want[&key]);
-                assert!(d <= 1e-4, "{name}: {key} differs by {d} (relative)");
-            }
-        }
+        common::assert_lora_grads(name, &adapter, &grads, &want);
         // Switching the adapter off gives the base model back, exactly (inference mode: same fused kernels).
         adapter.set_training(false);
         let base = tiny(name).forward(&ids, None, None).unwrap();

@@ -23,16 +23,7 @@ fn expected_modules(case: &str) -> Vec<String> {
 /// Every LoRA gradient equals PEFT's (≤ 1e-4 relative).
 fn check_grads(case: &str, adapter: &lora::Adapter, grads: &candle_core::backprop::GradStore) {
     let want = load_st(case_dir(case).join("expected.safetensors"));
-    for (module, a, b) in &adapter.params() {
-        for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
-            let key = format!("grad.base_model.model.{module}.{which}.weight");
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{case}: no gradient for {key}"));
-            let d = rel_diff(g, &want[&key]);
-            assert!(d <= 1e-4, "{case}: {key} differs by {d} (relative)");
-        }
-    }
+    common::assert_lora_grads(case, adapter, grads, &want);
 }
 
 #[test]

@@ -55,19 +55,7 @@ fn model_with_adapter() -> (Model, Adapter) {
 /// Compare d loss / d (every LoRA tensor) with TRL's, relative to the largest gradient of each tensor.
 fn check_grads(adapter: &Adapter, grads: &candle_core::backprop::GradStore, file: &str) {
     let want = candle_core::safetensors::load(common::fixtures().join("trl").join(file), &Device::Cpu).unwrap();
-    let mut checked = 0;
-    for (name, a, b) in &adapter.params() {
-        for (var, which) in [(a, "lora_A"), (b, "lora_B")] {
-            let key = format!("grad.base_model.model.{name}.{which}.weight");
-            let w = &want[&key];
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("no gradient reached {key}"));
-            let rel = common::rel_diff(g, w);
-            assert!(rel < 1e-4, "{key}: relative difference {rel}");
-            checked += 1;
-        }
-    }
+    let checked = common::assert_lora_grads(file, adapter, grads, &want);
     assert_eq!(checked, want.len());
 }
 
