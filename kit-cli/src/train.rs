@@ -163,7 +163,7 @@ pub fn lora_config(common: &CommonArgs, seed: u64) -> LoraConfig {
 
 /// Run a trainer as the command line does: Ctrl-C finishes the step and saves a checkpoint, and a terminal shows a
 /// progress bar instead of plain lines (unless `disable_tqdm`).
-pub fn run_trainer<O: kit::train::Objective>(mut trainer: kit::train::Trainer<'_, O>) -> Result<TrainOutput> {
+pub fn run_trainer<O: kit::train::Objective>(trainer: &mut kit::train::Trainer<'_, O>) -> Result<TrainOutput> {
     trainer.stop = interrupt_flag();
     if !trainer.args.disable_tqdm {
         if let Some(bar) = crate::progress::TerminalProgress::if_terminal() {
@@ -234,19 +234,20 @@ macro_rules! train_with {
 
 pub fn sft(a: SftArgs) -> Result<TrainOutput> {
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::sft::sft_trainer(&model, &adapter, train, eval, &cfg).and_then(run_trainer)
+        kit::train::sft::sft_trainer(&model, &adapter, train, eval, &cfg).and_then(|mut t| run_trainer(&mut t))
     })
 }
 
 pub fn dpo(a: DpoArgs) -> Result<TrainOutput> {
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::dpo::dpo_trainer(&model, &adapter, train, eval, &cfg).and_then(run_trainer)
+        kit::train::dpo::dpo_trainer(&model, &adapter, train, eval, &cfg).and_then(|mut t| run_trainer(&mut t))
     })
 }
 
 pub fn reward(a: RewardArgs) -> Result<TrainOutput> {
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::reward_model::reward_trainer(&model, &adapter, train, eval, &cfg).and_then(run_trainer)
+        kit::train::reward_model::reward_trainer(&model, &adapter, train, eval, &cfg)
+            .and_then(|mut t| run_trainer(&mut t))
     })
 }
 
@@ -272,6 +273,6 @@ pub fn grpo(a: GrpoArgs) -> Result<TrainOutput> {
         )?));
     }
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::grpo::grpo_trainer(&model, &adapter, train, eval, funcs, &cfg).and_then(run_trainer)
+        kit::train::grpo::grpo_trainer(&model, &adapter, train, eval, funcs, &cfg).and_then(|mut t| run_trainer(&mut t))
     })
 }

@@ -15,6 +15,7 @@ pub mod autograd;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod hub;
 pub mod io;

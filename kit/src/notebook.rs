@@ -105,6 +105,21 @@ impl Table {
         s
     }
 
+    /// A GitHub-flavoured Markdown table (`|` in cells escaped, line breaks as `<br>`).
+    pub fn to_markdown(&self) -> String {
+        let cell = |c: &String| c.replace('|', "\\|").replace('\n', "<br>");
+        let mut s = format!(
+            "| {} |\n|",
+            self.headers.iter().map(cell).collect::<Vec<_>>().join(" | ")
+        );
+        s.push_str(&"---|".repeat(self.headers.len()));
+        s.push('\n');
+        for r in &self.rows {
+            let _ = writeln!(s, "| {} |", r.iter().map(cell).collect::<Vec<_>>().join(" | "));
+        }
+        s
+    }
+
     /// evcxr calls this when a cell evaluates to a `Table`.
     pub fn evcxr_display(&self) {
         display("text/html", &self.to_html());
@@ -133,6 +148,10 @@ mod tests {
             "<table><thead><tr><th style=\"text-align:left\">文</th><th style=\"text-align:left\">log p</th></tr>\
              </thead><tbody><tr><td style=\"text-align:left\">&lt;ねこ&gt;</td><td style=\"text-align:left\">-1.5</td>\
              </tr></tbody></table>"
+        );
+        assert_eq!(
+            Table::new(&["a", "b"]).row(&["x|y", "1\n2"]).to_markdown(),
+            "| a | b |\n|---|---|\n| x\\|y | 1<br>2 |\n"
         );
         let mut m = Metrics::new();
         m.insert("step".into(), 1.0);

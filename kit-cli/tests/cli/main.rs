@@ -5,4 +5,5 @@ mod common;
 
 mod data_cli;
 mod notebooks;
+mod quickstart;
 mod trainer_cli;

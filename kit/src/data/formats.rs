@@ -25,6 +25,14 @@ impl Turns {
     pub fn is_chat(&self) -> bool {
         matches!(self, Turns::Chat(_))
     }
+
+    /// Text as a one-message conversation spoken by `role`; a conversation unchanged.
+    pub fn into_chat(self, role: &str) -> Turns {
+        match self {
+            Turns::Text(t) => Turns::Chat(vec![Message::new(role, t)]),
+            chat => chat,
+        }
+    }
 }
 
 /// One row for SFT: the whole sequence, or a prompt and the completion the loss is computed on.
@@ -46,6 +54,20 @@ pub struct PreferenceRow {
     pub rejected: Turns,
     /// TRL's optional `margin` column: how much better `chosen` is, used by the reward-model loss.
     pub margin: Option<f64>,
+}
+
+impl PreferenceRow {
+    /// A standard (text) pair as a one-turn conversation: the prompt a `user` turn, each answer an `assistant`
+    /// turn. Then the chat template renders the pair as the model is asked at generation time (`with_chat`) and
+    /// as SFT on conversations trained it; a text pair is scored as plain continuation, without the template.
+    pub fn into_conversation(self) -> PreferenceRow {
+        PreferenceRow {
+            prompt: self.prompt.into_chat("user"),
+            chosen: self.chosen.into_chat("assistant"),
+            rejected: self.rejected.into_chat("assistant"),
+            margin: self.margin,
+        }
+    }
 }
 
 /// One prompt for online methods (GRPO), with the row's other columns for the reward functions.
@@ -349,6 +371,21 @@ mod tests {
         assert_eq!(rows[1].0.line, 3);
         assert!(matches!(&rows[1].1, SftRow::LanguageModeling(Turns::Chat(m)) if m.len() == 2));
         assert!(matches!(&rows[2].1, SftRow::PromptCompletion { .. }));
+    }
+
+    #[test]
+    fn a_text_pair_becomes_a_one_turn_conversation() {
+        let row = PreferenceRow {
+            prompt: Turns::Text("猫は?".into()),
+            chosen: Turns::Text("かわいい".into()),
+            rejected: Turns::Chat(vec![Message::new("assistant", "犬")]),
+            margin: Some(1.0),
+        }
+        .into_conversation();
+        assert_eq!(row.prompt, Turns::Chat(vec![Message::new("user", "猫は?")]));
+        assert_eq!(row.chosen, Turns::Chat(vec![Message::new("assistant", "かわいい")]));
+        assert_eq!(row.rejected, Turns::Chat(vec![Message::new("assistant", "犬")]));
+        assert_eq!(row.margin, Some(1.0));
     }
 
     #[test]

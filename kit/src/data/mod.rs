@@ -11,9 +11,11 @@ pub use validate::{check_dataset_dir, check_file, DatasetKind, FileReport, Issue
 pub mod files;
 pub mod formats;
 pub mod preview;
+mod sample;
 pub mod tokenize;
 
 pub use files::DatasetFiles;
 pub use formats::{load_preference, load_prompts, load_sft, Origin, PreferenceRow, PromptRow, SftRow, Turns};
 pub use preview::{preview_preference, preview_sft, PairPreview, Preview, SftPreview};
+pub use sample::stratified_take;
 pub use tokenize::{Tokenized, TokenizedPair, TruncationMode};

@@ -1,7 +1,7 @@
 //! The only place weights are applied: a frozen base (dense or quantized) plus, once attached, a LoRA adapter.
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::lora_slot::{AdapterState, LoraLayer};
 use crate::quant::FrozenWeight;
@@ -19,6 +19,12 @@ pub struct Linear {
     /// The switches of the adapter attached to the model. Every layer gets them, targeted or not: in training mode
     /// each frozen layer must multiply exactly, including those with no adapter and no graph upstream.
     pub adapter: Option<Arc<AdapterState>>,
+    /// A dense copy of a quantized `weight` (the same values: dequantizing is exact), kept for a layer that is
+    /// multiplied by many rows at once — the LM head, whose rows are the whole vocabulary. Training (exact
+    /// products) and batched generation then run the f32 GEMM instead of dequantizing W at every forward and
+    /// backward, or candle's row-by-row quantized kernel. One row (batch-1 decoding) keeps the quantized kernel,
+    /// which reads 4× fewer bytes.
+    pub dense_copy: Option<Tensor>,
 }
 
 impl Linear {
@@ -29,7 +35,16 @@ impl Linear {
             name: name.into(),
             lora: None,
             adapter: None,
+            dense_copy: None,
         }
+    }
+
+    /// Keep a dense copy of a quantized weight (see [`Linear::dense_copy`]); a dense weight is left as it is.
+    pub fn keep_dense_copy(&mut self, dtype: DType) -> Result<()> {
+        if let FrozenWeight::Quantized(_) = self.weight {
+            self.dense_copy = Some(crate::quant::dense_weight(&self.weight, dtype)?);
+        }
+        Ok(())
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -38,7 +53,13 @@ impl Linear {
         // without an adapter — so that the loss is the one a dense dequantized base would give.
         let state = self.adapter.as_deref();
         let training = state.is_some_and(AdapterState::is_training);
-        let mut y = crate::quant::frozen_linear_with(x, &self.weight, training)?;
+        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
+        let mut y = match &self.dense_copy {
+            Some(w) if training || rows > 1 => {
+                crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), training)?
+            }
+            _ => crate::quant::frozen_linear_with(x, &self.weight, training)?,
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
         }

@@ -410,7 +410,7 @@ impl Decoder {
             });
         }
         let final_norm = norm(src, "model.norm.weight", h)?;
-        let lm_head = if cfg.tie_word_embeddings || !src.has("lm_head.weight", cfg) {
+        let mut lm_head = if cfg.tie_word_embeddings || !src.has("lm_head.weight", cfg) {
             let w = match &embed_tokens {
                 Embedding::Dense(t) => FrozenWeight::Dense(t.clone()),
                 Embedding::Quantized(q) => FrozenWeight::Quantized(q.clone()),
@@ -419,6 +419,12 @@ impl Decoder {
         } else {
             linear(src, "lm_head", cfg.vocab_size, h, false)?
         };
+        // On the CPU a quantized LM head is also kept dense: it is vocabulary × hidden (Gemma 3 270M: 262,144 × 640,
+        // +671 MB in f32), and dequantizing it at every training forward and backward, or multiplying a batch by
+        // it row by row in candle's quantized kernel, was most of a step and of a batched decode.
+        if device.is_cpu() {
+            lm_head.keep_dense_copy(dtype)?;
+        }
         Ok(Decoder {
             config: cfg.clone(),
             embed_tokens,

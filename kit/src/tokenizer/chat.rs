@@ -153,10 +153,13 @@ fn strftime_now(fmt: &str) -> String {
 }
 
 /// Gemma's turn format, for Gemma base models published without a template (their vocabulary has the turn tokens).
-/// Gemma has no system role: system text becomes a user turn.
+/// Gemma has no system role: system text becomes a user turn. The model's turns end with EOS rather than
+/// `<end_of_turn>`: a base model never learned to emit the turn token, and SFT teaches an ending far sooner from EOS,
+/// which pretraining put at the end of every document. Measured on Gemma 3 270M (base) after 「日本の首都は東京です。」
+/// in this format: log p(`<end_of_turn>`) = −16.5, log p(`<eos>`) = −9.0. Generation stops at either.
 const GEMMA_TURNS: &str = "{{ bos_token }}{% for message in messages %}\
-{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = 'user' %}{% endif %}\
-<start_of_turn>{{ role }}\n{{ message['content'] | trim }}<end_of_turn>\n{% endfor %}\
+{% if message['role'] == 'assistant' %}<start_of_turn>model\n{{ message['content'] | trim }}{{ eos_token }}\
+{% else %}<start_of_turn>user\n{{ message['content'] | trim }}<end_of_turn>\n{% endif %}{% endfor %}\
 {% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
 
 /// ChatML, for base models whose vocabulary has `<|im_start|>` (Qwen, SmolLM) but no template.
@@ -211,11 +214,18 @@ mod tests {
     #[test]
     fn gemma_fallback_renders_turns() {
         let msgs = [Message::user(" 猫は? "), Message::assistant("かわいい")];
-        let got =
-            render_chat_template(GEMMA_TURNS, &msgs, true, Some("<bos>"), None, &serde_json::Value::Null).unwrap();
+        let got = render_chat_template(
+            GEMMA_TURNS,
+            &msgs,
+            true,
+            Some("<bos>"),
+            Some("<eos>"),
+            &serde_json::Value::Null,
+        )
+        .unwrap();
         assert_eq!(
             got,
-            "<bos><start_of_turn>user\n猫は?<end_of_turn>\n<start_of_turn>model\nかわいい<end_of_turn>\n<start_of_turn>model\n"
+            "<bos><start_of_turn>user\n猫は?<end_of_turn>\n<start_of_turn>model\nかわいい<eos><start_of_turn>model\n"
         );
         let got = render_chat_template(CHATML_TURNS, &msgs[..1], true, None, None, &serde_json::Value::Null).unwrap();
         assert_eq!(got, "<|im_start|>user\n 猫は? <|im_end|>\n<|im_start|>assistant\n");

@@ -183,22 +183,47 @@ impl Dpo {
 
     /// Reference log-probs (chosen, rejected) of each pair: the base model, adapter off, no graph.
     pub fn reference_logps(&self, model: &Model, adapter: &Adapter, pairs: &[&PairExample]) -> Result<Vec<(f32, f32)>> {
+        match self.cfg.reference {
+            DpoReference::Base => adapter.with_disabled(|| self.policy_logps(model, adapter, pairs)),
+            DpoReference::Initial => self.policy_logps(model, adapter, pairs),
+        }
+    }
+
+    /// log π(y|x) of (chosen, rejected) for each pair under the model as it is now (adapter on, dropout off), no
+    /// graph.
+    pub fn policy_logps(&self, model: &Model, adapter: &Adapter, pairs: &[&PairExample]) -> Result<Vec<(f32, f32)>> {
         let batch = self.batch(model, pairs)?;
-        let score = || -> Result<Tensor> {
-            let s = token_scores(&model.decoder, &batch)?;
-            sequence_logps(&s.logps.detach(), &batch.mask)
-        };
         let was_training = adapter.is_training();
         adapter.set_training(false);
-        let seq = match self.cfg.reference {
-            DpoReference::Base => adapter.with_disabled(score),
-            DpoReference::Initial => score(),
-        };
+        let seq = token_scores(&model.decoder, &batch).and_then(|s| sequence_logps(&s.logps.detach(), &batch.mask));
         adapter.set_training(was_training);
-        let seq = seq?;
-        let v = seq.to_vec1::<f32>()?;
+        let v = seq?.to_vec1::<f32>()?;
         let n = pairs.len();
         Ok((0..n).map(|i| (v[i], v[n + i])).collect())
+    }
+
+    /// The implicit rewards r = β · (log π(y|x) − log π_ref(y|x)) of (chosen, rejected) for each pair (Rafailov et
+    /// al. 2023, eq. 5), in batches of `batch_size`; a pair is ranked right when r_chosen > r_rejected (TRL's
+    /// `rewards/accuracies`). The pairs need their reference log-probs ([`Dpo::precompute`]).
+    pub fn implicit_rewards(
+        &self,
+        model: &Model,
+        adapter: &Adapter,
+        pairs: &[PairExample],
+        batch_size: usize,
+    ) -> Result<Vec<(f64, f64)>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(batch_size.max(1)) {
+            let refs: Vec<&PairExample> = chunk.iter().collect();
+            for (p, (c, r)) in chunk.iter().zip(self.policy_logps(model, adapter, &refs)?) {
+                let (ref_c, ref_r) = p.ref_logps.ok_or_else(|| {
+                    Error::msg("implicit rewards need the reference log-probs precomputed (Dpo::precompute)")
+                })?;
+                let beta = self.cfg.beta;
+                out.push((beta * (c - ref_c) as f64, beta * (r - ref_r) as f64));
+            }
+        }
+        Ok(out)
     }
 
     /// Fill in `ref_logps` for every example (precompute_ref_log_probs), in batches of `batch_size`.

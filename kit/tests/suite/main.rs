@@ -8,6 +8,7 @@ mod bad_input;
 mod chat_template_parity;
 mod datasets;
 mod decoder_parity;
+mod eval_parity;
 mod generation;
 mod hub_cache;
 mod lora_parity;
