@@ -2,7 +2,8 @@
 
 Colab's free runtimes offer only a Python kernel, so the Colab flavour starts with a setup cell (Rust, the evcxr
 kernel, kit) and runs every Rust cell through the `%%rust` magic of notebooks/colab/kit_colab.py, which forwards it
-to the Rust kernel. Markdown is copied unchanged; the `:dep kit` path is adjusted for the colab/ folder.
+to the Rust kernel. Markdown is copied unchanged; the `:dep kit` path and the `../datasets/` and `../outputs/` paths of the cells are
+adjusted for the colab/ folder (the Rust kernel runs there).
 
     python notebooks/make_colab.py          # write the Colab flavours
     python notebooks/make_colab.py --check  # exit 1 if any is out of date (run by the tests)
@@ -72,6 +73,8 @@ def convert(nb, name):
         src = "".join(c["source"])
         if c["cell_type"] == "code":
             src = "%%rust\n" + src.replace('path = "../kit"', 'path = "../../kit"')
+            for folder in ("datasets", "outputs"):
+                src = src.replace(f'"../{folder}/', f'"../../{folder}/').replace(f'"../{folder}"', f'"../../{folder}"')
             cells.append({"cell_type": "code", "id": cell_id(name, i), "metadata": {}, "execution_count": None,
                           "outputs": [], "source": lines(src)})
         else:

@@ -56,9 +56,10 @@ pub enum Command {
         #[arg(long, default_value = "notebooks")]
         dir: PathBuf,
     },
-    /// Download models into the local cache ahead of time (aliases, hub ids).
+    /// Download models (aliases, hub ids) and the Japanese chart font (`font`) into the local cache ahead of time.
     Fetch {
-        /// Models to fetch; default: every built-in alias.
+        /// Models to fetch, or `font` for the Japanese font of PNG charts (IPAexGothic, from PyPI); default: every
+        /// built-in alias and the font.
         names: Vec<String>,
     },
 }
@@ -105,11 +106,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => Ok(data::run(cmd, &mut std::io::stdout())?),
         Command::Fetch { names } => {
             let names = if names.is_empty() {
-                kit::hub::ALIASES.iter().map(|a| a.name.to_string()).collect()
+                let mut all: Vec<String> = kit::hub::ALIASES.iter().map(|a| a.name.to_string()).collect();
+                all.push("font".into());
+                all
             } else {
                 names
             };
             for n in names {
+                if n == "font" {
+                    println!("font: {}", kit::hub::fetch_cjk_font()?.display());
+                    continue;
+                }
                 let files = kit::hub::resolve(&n)?;
                 println!("{n}: {files:?}");
             }

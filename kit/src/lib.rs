@@ -31,6 +31,7 @@ pub mod quant;
 pub mod rewards;
 pub mod sampling;
 pub mod score;
+pub mod system;
 pub mod tokenizer;
 pub mod train;
 
@@ -53,6 +54,8 @@ pub mod prelude {
         RewardInput,
     };
     pub use crate::sampling::SamplingParams;
+    pub use crate::score::TokenLogProb;
+    pub use crate::system::{current_memory_gib, peak_memory_gib, Machine};
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{train_dpo, DpoConfig, DpoLossType, DpoReference};
     pub use crate::train::grpo::{train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};

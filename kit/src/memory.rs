@@ -90,6 +90,19 @@ pub struct ModelShape {
     pub vocab: usize,
 }
 
+impl ModelShape {
+    /// The shape of a loaded model.
+    pub fn of(model: &crate::model::Model) -> ModelShape {
+        let c = model.config();
+        ModelShape {
+            params: model.decoder.num_parameters() as f64,
+            hidden: c.hidden_size,
+            layers: c.num_hidden_layers,
+            vocab: c.vocab_size,
+        }
+    }
+}
+
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 #[cfg(test)]

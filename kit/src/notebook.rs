@@ -1,11 +1,13 @@
-//! Rich output in Jupyter (evcxr): charts inline as SVG and tables as HTML, through evcxr's display protocol — a
-//! value whose type has an `evcxr_display` method is shown that way when a cell ends with it. Outside a notebook
-//! the same values print as text.
+//! Rich output in Jupyter (evcxr): charts inline as PNG (what GitHub renders reliably in committed notebooks) and
+//! tables as HTML, through evcxr's display protocol — a value whose type has an `evcxr_display` method is shown that
+//! way when a cell ends with it. Outside a notebook the same values print as text.
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::metrics::{series, Metrics};
-use crate::plot::{line_chart_svg, Series};
+use base64::Engine as _;
+
+use crate::metrics::Metrics;
+use crate::plot::{line_chart_png, line_chart_svg, metric_lines, Series};
 use crate::Result;
 
 /// Send `content` of MIME type `mime` to the notebook (evcxr's protocol: marked blocks on stdout).
@@ -13,40 +15,41 @@ pub fn display(mime: &str, content: &str) {
     println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
 }
 
-/// A chart, shown inline in a notebook.
+/// A chart, shown inline in a notebook as PNG; saved as SVG and PNG.
 #[derive(Debug, Clone)]
 pub struct Chart {
     pub title: String,
     pub svg: String,
+    /// The PNG file's bytes.
+    pub png: Vec<u8>,
 }
 
 impl Chart {
-    /// Lines of (x, y) points.
+    /// Lines of (x, y) points. Accuracies get their own 0–1 axis (see [`crate::plot::layout`]).
     pub fn lines(lines: &[Series], title: &str, x_label: &str) -> Result<Chart> {
         Ok(Chart {
             title: title.to_string(),
             svg: line_chart_svg(lines, title, x_label)?,
+            png: line_chart_png(lines, title, x_label)?,
         })
     }
 
     /// Metrics of a run against the step; keys the run did not log are left out.
     pub fn metrics(history: &[Metrics], keys: &[&str], title: &str) -> Result<Chart> {
-        let lines: Vec<Series> = keys
-            .iter()
-            .map(|k| (k.to_string(), series(history, k)))
-            .filter(|(_, p)| !p.is_empty())
-            .collect();
-        Self::lines(&lines, title, "step")
+        Self::lines(&metric_lines(history, keys), title, "step")
     }
 
-    /// Write the SVG to `path` (atomically).
+    /// Write the SVG to `path` and the PNG next to it (`path` with the extension `.png`), atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::io::write_atomic(path.as_ref(), self.svg.as_bytes())
+        crate::plot::save_both(path.as_ref(), &self.svg, &self.png)
     }
 
-    /// evcxr calls this when a cell evaluates to a `Chart`.
+    /// evcxr calls this when a cell evaluates to a `Chart`: the PNG, base64-encoded.
     pub fn evcxr_display(&self) {
-        display("image/svg+xml", &self.svg);
+        display(
+            "image/png",
+            &base64::engine::general_purpose::STANDARD.encode(&self.png),
+        );
     }
 }
 
@@ -141,7 +144,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_escape_html_and_charts_are_svg() {
+    fn tables_escape_html_and_charts_are_svg_and_png() {
         let t = Table::new(&["文", "log p"]).row(&["<ねこ>", "-1.5"]);
         assert_eq!(
             t.to_html(),
@@ -158,5 +161,6 @@ mod tests {
         m.insert("loss".into(), 2.0);
         let c = Chart::metrics(&[m], &["loss", "absent"], "loss").unwrap();
         assert!(c.svg.starts_with("<svg") && c.to_string() == "[chart: loss]");
+        assert!(c.png.starts_with(b"\x89PNG"));
     }
 }

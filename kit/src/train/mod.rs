@@ -136,9 +136,15 @@ impl TrainOutput {
         crate::metrics::series(&self.log_history, key)
     }
 
-    /// A chart of `keys` over this run (e.g. `["loss", "eval_loss"]`), shown inline when a notebook cell ends with it.
+    /// A chart of `keys` over this run (e.g. `["loss", "eval_loss"]`), shown inline when a notebook cell ends with it;
+    /// its title is the keys. Accuracies get their own 0–1 axis.
     pub fn plot(&self, keys: &[&str]) -> Result<crate::notebook::Chart> {
-        crate::notebook::Chart::metrics(&self.log_history, keys, &keys.join(", "))
+        self.plot_titled(keys, &keys.join(", "))
+    }
+
+    /// [`TrainOutput::plot`] with a title of your own (e.g. in Japanese: `"DPO の暗黙の報酬"`).
+    pub fn plot_titled(&self, keys: &[&str], title: &str) -> Result<crate::notebook::Chart> {
+        crate::notebook::Chart::metrics(&self.log_history, keys, title)
     }
 }
 

@@ -490,7 +490,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
     }
 
     /// The final adapter (with its state, so that a finished run can be extended with a larger `max_steps`), the
-    /// plots, and the summary; an interrupted run points at its last checkpoint instead.
+    /// plots (SVG and PNG), and the summary; an interrupted run points at its last checkpoint instead.
     fn finish(&mut self, mut run: Run, interrupted: bool) -> Result<TrainOutput> {
         self.adapter.set_training(false);
         let out_dir = self.args.output_dir.clone();
@@ -503,6 +503,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
             out_dir.clone()
         };
         let history = run.log.history().to_vec();
+        // Each chart as `<stem>.svg` and `<stem>.png`.
         for (stem, title, keys) in self.objective.plots() {
             crate::plot::save_metrics_plot(&history, &keys, title, &out_dir.join(format!("{stem}.svg")))?;
         }

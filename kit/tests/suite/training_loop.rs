@@ -141,7 +141,11 @@ fn metrics_lines_carry_trl_keys_and_eval() {
     assert!(evals[0].contains_key("eval_mean_token_accuracy"));
     // eval_on_start, then the end of the run.
     assert_eq!(evals.iter().map(|m| m["step"]).collect::<Vec<_>>(), vec![0.0, 2.0]);
-    assert!(dir.join("loss.svg").exists() && dir.join("adapter_model.safetensors").exists());
+    assert!(
+        dir.join("loss.svg").exists()
+            && dir.join("loss.png").exists()
+            && dir.join("adapter_model.safetensors").exists()
+    );
 }
 
 /// SFT on `data` for `steps` steps of `bs` × `accum` examples: (logged losses, adapter weights after).
