@@ -87,10 +87,36 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = *dims.last().ok_or_else(|| Error::msg("matmul of a scalar"))?;
     let rows: usize = dims[..dims.len() - 1].iter().product();
-    let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
+    let x2 = x.reshape((rows, inp))?;
+    let y = if rows == 1 && x.device().is_cpu() && w.dim(0)? >= GEMV_SPLIT_ROWS {
+        gemv_t_parallel(&x2, w)?
+    } else {
+        x2.matmul(&w.t()?)?
+    };
     let mut out = dims;
     *out.last_mut().unwrap() = w.dim(0)?;
     Ok(y.reshape(out)?)
+}
+
+/// Output features from which a one-row product is split across threads (below, the split costs more than it saves).
+const GEMV_SPLIT_ROWS: usize = 4096;
+
+/// x · Wᵀ for one row x (1, in): the `gemm` crate multiplies a single row on one thread, so W's rows are cut into
+/// one block per thread and the blocks multiplied in parallel (each output is still one dot product, computed as
+/// before). Batch-1 decoding through a dense LM head (Gemma: 262,144 × 640) is bound by reading W.
+fn gemv_t_parallel(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let out = w.dim(0)?;
+    let threads = rayon::current_num_threads().max(1);
+    let block = out.div_ceil(threads);
+    let parts: Vec<Tensor> = (0..out.div_ceil(block))
+        .into_par_iter()
+        .map(|i| {
+            let len = block.min(out - i * block);
+            Ok(x.matmul(&w.narrow(0, i * block, len)?.t()?)?)
+        })
+        .collect::<Result<_>>()?;
+    Ok(Tensor::cat(&parts, 1)?)
 }
 
 /// x · W for x of any rank (…, out) and W (out, in): the backward of [`matmul_t`].
@@ -138,4 +164,23 @@ pub fn quantize_weight(w: &Tensor, target: GgmlDType) -> Result<Option<Arc<QTens
         _ => return Ok(None),
     };
     Ok(Some(Arc::new(QTensor::quantize(&w.to_dtype(DType::F32)?, dtype)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_one_row_product_split_across_threads_equals_the_plain_product() {
+        let dev = Device::Cpu;
+        // 5,003 output features: not a multiple of any thread count, so the last block is short.
+        let w = Tensor::randn(0f32, 1.0, (5003, 64), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, 1, 64), &dev).unwrap();
+        let got = matmul_t(&x, &w).unwrap();
+        assert_eq!(got.dims(), &[1, 1, 5003]);
+        let want = x.reshape((1, 64)).unwrap().matmul(&w.t().unwrap()).unwrap();
+        let diff = (got.reshape((1, 5003)).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+    }
 }

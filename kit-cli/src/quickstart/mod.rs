@@ -38,10 +38,10 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "outputs/quickstart")]
     pub output_dir: PathBuf,
     /// Optimizer steps of the SFT phase.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 32)]
     pub sft_steps: usize,
     /// Peak learning rate of the SFT phase.
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 1e-3)]
     pub sft_learning_rate: f64,
     /// Optimizer steps of the DPO phase.
     #[arg(long, default_value_t = 24)]
@@ -221,7 +221,12 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         a.dpo_steps
     );
     let dpo_cfg = DpoConfig {
-        args: common(a.dpo_steps, a.dpo_learning_rate, "dpo"),
+        args: TrainingArguments {
+            // At step 0 the policy is the reference: every implicit reward is 0 and the loss is ln 2, so the
+            // evaluation before training would only cost a pass over the held-out pairs.
+            eval_on_start: false,
+            ..common(a.dpo_steps, a.dpo_learning_rate, "dpo")
+        },
         beta: a.beta,
         max_length: Some(256),
         reference: DpoReference::Initial,

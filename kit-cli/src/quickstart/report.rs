@@ -86,7 +86,8 @@ impl QuickstartReport {
         t.push(&[
             "DPO eval_loss (pref_ja/dev)".to_string(),
             "-".into(),
-            num(first(&self.dpo, "eval_loss")),
+            // Policy = reference before the first step: the loss is ln 2 exactly (not measured).
+            format!("{:.3} (ln 2)", std::f64::consts::LN_2),
             num(last(&self.dpo, "eval_loss")),
             format!("< ln 2 = {:.3}", std::f64::consts::LN_2),
         ]);

@@ -22,8 +22,8 @@ pub struct Linear {
     /// A dense copy of a quantized `weight` (the same values: dequantizing is exact), kept for a layer that is
     /// multiplied by many rows at once — the LM head, whose rows are the whole vocabulary. Training (exact
     /// products) and batched generation then run the f32 GEMM instead of dequantizing W at every forward and
-    /// backward, or candle's row-by-row quantized kernel. One row (batch-1 decoding) keeps the quantized kernel,
-    /// which reads 4× fewer bytes.
+    /// backward, or candle's row-by-row quantized kernel; every row count takes the same path, so generation's
+    /// log-probs equal a training forward's.
     pub dense_copy: Option<Tensor>,
 }
 
@@ -53,12 +53,9 @@ impl Linear {
         // without an adapter — so that the loss is the one a dense dequantized base would give.
         let state = self.adapter.as_deref();
         let training = state.is_some_and(AdapterState::is_training);
-        let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?.max(1);
         let mut y = match &self.dense_copy {
-            Some(w) if training || rows > 1 => {
-                crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), training)?
-            }
-            _ => crate::quant::frozen_linear_with(x, &self.weight, training)?,
+            Some(w) => crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), training)?,
+            None => crate::quant::frozen_linear_with(x, &self.weight, training)?,
         };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
