@@ -2,7 +2,7 @@
 
 Colab's free runtimes offer only a Python kernel, so the Colab flavour starts with a setup cell (Rust, the evcxr
 kernel, kit) and runs every Rust cell through the `%%rust` magic of notebooks/colab/kit_colab.py, which forwards it
-to the Rust kernel. Markdown is copied unchanged; the `:dep kit` path is adjusted for the colab/ folder.
+to the Rust kernel. Markdown is copied unchanged; the `:dep kit`, `../datasets` and `../outputs` paths are adjusted for the colab/ folder.
 
     python notebooks/make_colab.py          # write the Colab flavours
     python notebooks/make_colab.py --check  # exit 1 if any is out of date (run by the tests)
@@ -71,7 +71,10 @@ def convert(nb, name):
     for i, c in enumerate(nb["cells"], start=2):
         src = "".join(c["source"])
         if c["cell_type"] == "code":
+            # Paths relative to notebooks/ (the kit crate, the shipped datasets, the outputs shared by 02 and 03)
+            # are one folder further up from notebooks/colab/, the Rust kernel's working folder there.
             src = "%%rust\n" + src.replace('path = "../kit"', 'path = "../../kit"')
+            src = src.replace('"../datasets', '"../../datasets').replace('"../outputs', '"../../outputs')
             cells.append({"cell_type": "code", "id": cell_id(name, i), "metadata": {}, "execution_count": None,
                           "outputs": [], "source": lines(src)})
         else:
