@@ -72,6 +72,8 @@ def convert(nb, name):
     for i, c in enumerate(nb["cells"], start=2):
         src = "".join(c["source"])
         if c["cell_type"] == "code":
+            # Paths relative to notebooks/ (the kit crate, the shipped datasets, the outputs shared by 02 and 03)
+            # are one folder further up from notebooks/colab/, the Rust kernel's working folder there.
             src = "%%rust\n" + src.replace('path = "../kit"', 'path = "../../kit"')
             for folder in ("datasets", "outputs"):
                 src = src.replace(f'"../{folder}/', f'"../../{folder}/').replace(f'"../{folder}"', f'"../../{folder}"')

@@ -42,8 +42,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a notebook or example needs: `use kit::prelude::*;`.
 pub mod prelude {
-    pub use crate::data::{preview_preference, preview_sft, DatasetFiles, PairPreview, Preview, SftPreview};
+    pub use crate::data::{
+        load_preference, preview_preference, preview_sft, read_column, stratified_take, DatasetFiles, PairPreview,
+        Preview, SftPreview,
+    };
     pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
+    pub use crate::eval::{accuracy_by_group, accuracy_table, chrf, wilson_interval, GroupAccuracy};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
     pub use crate::lora::{Adapter, LoraConfig, TargetModules};
     pub use crate::memory::{MemoryPlan, ModelShape};
@@ -57,7 +61,7 @@ pub mod prelude {
     pub use crate::score::TokenLogProb;
     pub use crate::system::{current_memory_gib, peak_memory_gib, Machine};
     pub use crate::tokenizer::{Message, Tokenizer};
-    pub use crate::train::dpo::{train_dpo, DpoConfig, DpoLossType, DpoReference};
+    pub use crate::train::dpo::{dpo_trainer_from_rows, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference};
     pub use crate::train::grpo::{train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
     pub use crate::train::reward_model::{train_reward, RewardConfig, RewardModel};
     pub use crate::train::sft::{train_sft, SftConfig};

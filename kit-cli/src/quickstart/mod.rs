@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use kit::data::{load_preference, load_sft, read_jsonl, stratified_take, Origin, PreferenceRow, Turns};
+use kit::data::{load_preference, load_sft, read_column, stratified_take, Origin, PreferenceRow, Turns};
 use kit::eval::{accuracy_by_group, chrf};
 use kit::generate::{FinishReason, GenerationConfig};
 use kit::lora::LoraConfig;
@@ -109,10 +109,7 @@ fn text(t: &Turns) -> String {
 
 /// The `flaw` column of each row of a preference file ("-" where a row has none).
 fn flaws(path: &Path) -> Result<Vec<String>> {
-    Ok(read_jsonl(path)?
-        .into_iter()
-        .map(|(_, v)| v.get("flaw").and_then(|f| f.as_str()).unwrap_or("-").to_string())
-        .collect())
+    read_column(path, "flaw")
 }
 
 pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
@@ -235,11 +232,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     // pref_ja is plain text; as conversations the pairs are rendered by the chat template, as SFT trained the
     // model and as the answers are asked for.
     let train_path = pref_dir.join("train.jsonl");
-    let train_rows: Vec<(Origin, PreferenceRow)> = load_preference(&train_path, false)?
-        .rows
-        .into_iter()
-        .map(|(o, r)| (o, r.into_conversation()))
-        .collect();
+    let train_rows: Vec<(Origin, PreferenceRow)> = load_preference(&train_path, false)?.into_conversations();
     // The reference (the SFT model) is scored once up front, so only the pairs this run will see are used.
     let per_run = a.dpo_steps * a.per_device_train_batch_size;
     let train_rows = stratified_take(train_rows, &flaws(&train_path)?, per_run, a.seed);

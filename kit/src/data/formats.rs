@@ -97,6 +97,29 @@ pub struct Loaded<T> {
     pub skipped: Vec<String>,
 }
 
+impl Loaded<PreferenceRow> {
+    /// Every pair as a one-turn conversation ([`PreferenceRow::into_conversation`]), with its origin: what DPO
+    /// should see after SFT on conversations, so that the pairs are rendered by the chat template the answers are
+    /// generated with. TRL applies the chat template only to conversational datasets, so the same holds there.
+    pub fn into_conversations(self) -> Vec<(Origin, PreferenceRow)> {
+        self.rows.into_iter().map(|(o, r)| (o, r.into_conversation())).collect()
+    }
+}
+
+/// One column of a JSON Lines file as text, a row per non-blank line (e.g. `pref_ja`'s `flaw`, to group or
+/// stratify rows loaded from the same file): a string as it is, a number or boolean as JSON, "-" where the row
+/// has no such field or it is null.
+pub fn read_column(path: impl AsRef<Path>, name: &str) -> Result<Vec<String>> {
+    Ok(crate::data::read_jsonl(path)?
+        .into_iter()
+        .map(|(_, v)| match v.get(name) {
+            None | Some(Value::Null) => "-".to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        })
+        .collect())
+}
+
 /// Every row of a `.jsonl` file, or of a `.json` file holding an array of objects (line = index + 1 there) or
 /// JSON Lines (what `datasets.Dataset.to_json` writes by default).
 pub fn read_rows(path: impl AsRef<Path>) -> Result<Vec<(Origin, Value)>> {
@@ -353,6 +376,30 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, body).unwrap();
         p
+    }
+
+    #[test]
+    fn read_column_and_conversations_keep_the_row_order() {
+        let p = write(
+            "pairs.jsonl",
+            concat!(
+                "{\"prompt\": \"Q1\", \"chosen\": \"a\", \"rejected\": \"b\", \"flaw\": \"wrong\"}\n",
+                "\n",
+                "{\"prompt\": \"Q2\", \"chosen\": \"c\", \"rejected\": \"d\", \"flaw\": 3}\n",
+                "{\"prompt\": \"Q3\", \"chosen\": \"e\", \"rejected\": \"f\"}\n",
+            ),
+        );
+        assert_eq!(read_column(&p, "flaw").unwrap(), ["wrong", "3", "-"]);
+        let rows = load_preference(&p, false).unwrap().into_conversations();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1].0.line, 3);
+        match (&rows[1].1.prompt, &rows[1].1.chosen) {
+            (Turns::Chat(p), Turns::Chat(c)) => {
+                assert_eq!((p[0].role.as_str(), p[0].content.as_str()), ("user", "Q2"));
+                assert_eq!((c[0].role.as_str(), c[0].content.as_str()), ("assistant", "c"));
+            }
+            other => panic!("not conversations: {other:?}"),
+        }
     }
 
     #[test]

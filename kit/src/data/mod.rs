@@ -15,7 +15,9 @@ mod sample;
 pub mod tokenize;
 
 pub use files::DatasetFiles;
-pub use formats::{load_preference, load_prompts, load_sft, Origin, PreferenceRow, PromptRow, SftRow, Turns};
+pub use formats::{
+    load_preference, load_prompts, load_sft, read_column, Loaded, Origin, PreferenceRow, PromptRow, SftRow, Turns,
+};
 pub use preview::{preview_preference, preview_sft, PairPreview, Preview, SftPreview};
 pub use sample::stratified_take;
 pub use tokenize::{Tokenized, TokenizedPair, TruncationMode};

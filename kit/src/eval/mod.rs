@@ -4,4 +4,4 @@ mod chrf;
 mod stats;
 
 pub use chrf::chrf;
-pub use stats::{accuracy_by_group, wilson_interval, win_rate, GroupAccuracy, WinRate};
+pub use stats::{accuracy_by_group, accuracy_table, wilson_interval, win_rate, GroupAccuracy, WinRate};

@@ -3,6 +3,7 @@
 //! h = W x + (α / r) · B A dropout(x), with A: (r, in) drawn like PEFT's `kaiming_uniform_(a = √5)` — i.e.
 //! U(−1/√in, 1/√in) — and B: (out, r) zeros, so training starts from the base model. With rsLoRA (Kalajdzievski 2023)
 //! the scale is α / √r. What a layer runs (A, B, the shared switches) is `kit::model::lora_slot`.
+use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -134,6 +135,21 @@ impl Model {
         let mut adapter = attach(&mut self.decoder, config)?;
         adapter.base_model_name_or_path = self.name.clone();
         Ok(adapter)
+    }
+
+    /// Load a saved PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`, as [`Adapter::save`] or a
+    /// trainer's `output_dir` writes them) onto this model, ready to train further: PEFT's
+    /// `PeftModel.from_pretrained(model, dir, is_trainable=True)`. The error names the folder when it holds no
+    /// adapter.
+    pub fn load_adapter(&mut self, dir: impl AsRef<Path>) -> Result<Adapter> {
+        let dir = dir.as_ref();
+        if !dir.join("adapter_config.json").exists() {
+            return Err(Error::file(
+                dir,
+                "no saved adapter here (adapter_config.json is missing): train and save one into this folder first",
+            ));
+        }
+        peft::load(&mut self.decoder, dir)
     }
 }
 

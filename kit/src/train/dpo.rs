@@ -365,11 +365,25 @@ pub fn dpo_trainer<'a>(
     let files = DatasetFiles::resolve(data, eval_file)?;
     let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
     report_skipped(&files.train, &loaded.skipped);
-    let mut train = prepare(model, &loaded.rows, cfg)?;
-    let mut eval = match &files.eval {
-        Some(p) => prepare(model, &load_preference(p, cfg.skip_invalid_rows)?.rows, cfg)?,
+    let eval = match &files.eval {
+        Some(p) => load_preference(p, cfg.skip_invalid_rows)?.rows,
         None => vec![],
     };
+    dpo_trainer_from_rows(model, adapter, &loaded.rows, &eval, cfg)
+}
+
+/// The DPO trainer for rows already loaded (e.g. a subset, or pairs turned into conversations): TRL's
+/// `DPOTrainer(model, args, train_dataset=…, eval_dataset=…)`. Tokenizes the rows and, when the config asks (or
+/// `reference` is `Initial`), scores them with the reference once, before training.
+pub fn dpo_trainer_from_rows<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
+    train: &[(Origin, PreferenceRow)],
+    eval: &[(Origin, PreferenceRow)],
+    cfg: &DpoConfig,
+) -> Result<Trainer<'a, Dpo>> {
+    let mut train = prepare(model, train, cfg)?;
+    let mut eval = prepare(model, eval, cfg)?;
     let dpo = Dpo::new(model, cfg.clone());
     if cfg.precompute_ref_log_probs || cfg.reference == DpoReference::Initial {
         let bs = cfg.args.per_device_eval_batch_size;
