@@ -180,7 +180,12 @@ mod tests {
         let got = matmul_t(&x, &w).unwrap();
         assert_eq!(got.dims(), &[1, 1, 5003]);
         let want = x.reshape((1, 64)).unwrap().matmul(&w.t().unwrap()).unwrap();
-        let diff = (got.reshape((1, 5003)).unwrap() - want).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (got.reshape((1, 5003)).unwrap() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
     }
 }
