@@ -54,7 +54,12 @@ fn quickstart_runs_every_phase_and_reports_held_out_figures() {
     }
     // The one DPO step's loss is computed before its update, where the policy is the reference (the SFT model):
     // every implicit reward is 0 and the loss is ln 2.
-    let first_loss = report.dpo.log_history.iter().find_map(|m| m.get("loss").copied()).unwrap();
+    let first_loss = report
+        .dpo
+        .log_history
+        .iter()
+        .find_map(|m| m.get("loss").copied())
+        .unwrap();
     assert!((first_loss - std::f64::consts::LN_2).abs() < 1e-5, "{first_loss}");
     // The per-flaw table counts every held-out pair once, and its `all` row is their total.
     let all = report.dpo_by_flaw.last().unwrap();
