@@ -234,6 +234,8 @@ pub fn merge_linear(linear: &mut Linear) -> Result<()> {
         FrozenWeight::Quantized(_) => DType::F32,
     };
     linear.weight = FrozenWeight::Dense((w + delta)?.to_dtype(dtype)?);
+    // The merged weight is dense; a dense copy of the old quantized one would now be stale.
+    linear.dense_copy = None;
     Ok(())
 }
 
