@@ -3,9 +3,10 @@
 //! Prompts are left-padded so that every row's next token sits in the last column; each step feeds one token per
 //! row. Rows that have finished keep feeding a masked pad token until the whole batch is done.
 use candle_core::Tensor;
+use rayon::prelude::*;
 
 use crate::model::{KvCache, Model};
-use crate::sampling::{log_softmax, Sampler, SamplingParams};
+use crate::sampling::{token_logprob, Sampler, SamplingParams};
 use crate::tokenizer::Message;
 use crate::{Error, Result};
 
@@ -222,10 +223,9 @@ impl Model {
                 }
                 fed[r] = true;
                 let tok = sampler.sample(&all[r], &row.seen);
-                let lp = log_softmax(&all[r], temperature)[tok as usize];
                 row.seen.push(tok);
                 row.out.push(tok);
-                row.logprobs.push(lp as f32);
+                row.logprobs.push(f32::NAN);
                 next[r] = tok;
                 if eos.contains(&tok) {
                     row.done = Some(FinishReason::Eos);
@@ -250,6 +250,17 @@ impl Model {
                         delta: &row.text[row.emitted..stable],
                     });
                     row.emitted = stable;
+                }
+            }
+            // The log-prob of each fed token: a pass over the vocabulary per row, so rows run in parallel.
+            let fed_rows: Vec<usize> = (0..b).filter(|&r| fed[r]).collect();
+            let lps: Vec<f64> = fed_rows
+                .par_iter()
+                .map(|&r| token_logprob(&all[r], next[r], temperature))
+                .collect();
+            for (&r, lp) in fed_rows.iter().zip(lps) {
+                if let Some(last) = rows[r].logprobs.last_mut() {
+                    *last = lp as f32;
                 }
             }
             if rows.iter().all(|r| r.done.is_some()) {

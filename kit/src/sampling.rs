@@ -40,6 +40,23 @@ pub fn log_softmax(logits: &[f32], temperature: f64) -> Vec<f64> {
     logits.iter().map(|&l| l as f64 / t - lse).collect()
 }
 
+/// log softmax(logits / temperature)[token] alone: what generation records for each sampled token.
+///
+/// The same value as `log_softmax(..)[token]` without building the vocabulary-sized vector (262k entries for Gemma,
+/// every row, every step): the exponentials are taken in f32 — their arguments are ≤ 0, so each is accurate to an
+/// ulp — and summed in f64.
+pub fn token_logprob(logits: &[f32], token: u32, temperature: f64) -> f64 {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let inv = (1.0 / t) as f32;
+    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * inv;
+    let sum: f64 = logits
+        .chunks(1024)
+        .map(|c| c.iter().map(|&l| (l * inv - max).exp()).sum::<f32>() as f64)
+        .sum();
+    let picked = logits.get(token as usize).map_or(f32::NEG_INFINITY, |&l| l * inv) as f64;
+    picked - max as f64 - sum.ln()
+}
+
 impl Sampler {
     pub fn new(params: SamplingParams, seed: u64) -> Self {
         Sampler {
@@ -174,6 +191,15 @@ mod tests {
             1,
         );
         assert!((0..200).all(|_| s.sample(&[2.0, 1.0, 0.0], &[]) == 0));
+    }
+
+    #[test]
+    fn token_logprob_equals_log_softmax() {
+        let logits: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0).collect();
+        for (tok, t) in [(0u32, 1.0), (4999, 0.7), (1234, 1.5)] {
+            let full = log_softmax(&logits, t)[tok as usize];
+            assert!((token_logprob(&logits, tok, t) - full).abs() < 1e-5, "{tok} {t}");
+        }
     }
 
     #[test]

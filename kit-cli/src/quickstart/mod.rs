@@ -245,10 +245,14 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let mut trainer = Trainer::new(&model, &adapter, objective, dpo_cfg.args.clone()).with_data(pref_train, pref_eval);
     let dpo = crate::train::run_trainer(&mut trainer)?;
     check_interrupted(&dpo, &trainer.args.output_dir, "DPO")?;
-    // Per-pair rewards on the held-out pairs: which flaws DPO learned to rank.
-    let rewards = trainer
-        .objective
-        .implicit_rewards(&model, &adapter, &trainer.eval_data, 8)?;
+    // Per-pair rewards on the held-out pairs, from the trainer's final evaluation: which flaws DPO learned to rank.
+    let rewards = if trainer.objective.eval_rewards.len() == trainer.eval_data.len() {
+        std::mem::take(&mut trainer.objective.eval_rewards)
+    } else {
+        trainer
+            .objective
+            .implicit_rewards(&model, &adapter, &trainer.eval_data, 8)?
+    };
     let ranked: Vec<bool> = rewards.iter().map(|(c, r)| c > r).collect();
     let shorter: Vec<bool> = trainer
         .eval_data

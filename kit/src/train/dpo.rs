@@ -161,6 +161,10 @@ pub struct PairExample {
 pub struct Dpo {
     pub cfg: DpoConfig,
     pub pad_token_id: u32,
+    /// The implicit rewards (chosen, rejected) of each held-out pair at the latest evaluation, in the order of the
+    /// trainer's `eval_data`: what `eval_rewards/accuracies` averages, per pair (e.g. for a per-category table),
+    /// without a second pass over the held-out set.
+    pub eval_rewards: Vec<(f64, f64)>,
 }
 
 impl Dpo {
@@ -168,6 +172,7 @@ impl Dpo {
         Dpo {
             cfg,
             pad_token_id: model.pad_token_id(),
+            eval_rewards: vec![],
         }
     }
 
@@ -252,7 +257,11 @@ impl Objective for Dpo {
         "dpo"
     }
 
-    fn loss(&mut self, model: &Model, adapter: &Adapter, pairs: &[&PairExample], _: StepInfo) -> Result<StepOutput> {
+    fn begin_evaluation(&mut self) {
+        self.eval_rewards.clear();
+    }
+
+    fn loss(&mut self, model: &Model, adapter: &Adapter, pairs: &[&PairExample], at: StepInfo) -> Result<StepOutput> {
         let n = pairs.len();
         let batch = self.batch(model, pairs)?;
         let refs = match pairs.iter().map(|p| p.ref_logps).collect::<Option<Vec<_>>>() {
@@ -279,6 +288,17 @@ impl Objective for Dpo {
             &counts.narrow(0, n, n)?,
             &self.cfg,
         )?;
+        if at.eval {
+            // r = β · (log π − log π_ref) per pair, as `dpo_loss` averages it.
+            let policy = seq.detach().to_vec1::<f32>()?;
+            let beta = self.cfg.beta;
+            self.eval_rewards.extend(refs.iter().enumerate().map(|(i, r)| {
+                (
+                    beta * (policy[i] as f64 - r.0 as f64),
+                    beta * (policy[n + i] as f64 - r.1 as f64),
+                )
+            }));
+        }
         let chosen = logit_stats(&scores, &batch, 0..n)?;
         let rejected = logit_stats(&scores, &batch, n..2 * n)?;
         metrics.insert("logits/chosen".into(), chosen.mean_logit);

@@ -81,6 +81,9 @@ pub trait Objective {
     ) -> Result<()> {
         Ok(())
     }
+    /// Called at the start of every evaluation pass, before its first batch: an objective that keeps per-example
+    /// results of the evaluation (DPO's per-pair rewards) starts them afresh here.
+    fn begin_evaluation(&mut self) {}
     /// How many items (SFT: completion tokens) the loss of micro-batch `micro` averages over, when that is known
     /// before its forward pass. Then the loop normalises by the step's total, as transformers' `num_items_in_batch`
     /// does, and gradient accumulation over unequal lengths equals one big batch; `None` means a mean per

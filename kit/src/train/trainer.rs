@@ -133,6 +133,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
     /// Mean metrics of the held-out split, prefixed `eval_`, with no gradients and the adapter in eval mode.
     pub fn evaluate(&mut self, step: usize) -> Result<Metrics> {
         self.adapter.set_training(false);
+        self.objective.begin_evaluation();
         let mut sum = Metrics::new();
         let mut batches = 0f64;
         let bs = self

@@ -142,6 +142,27 @@ fn dpo_matches_trl_end_to_end_for_every_loss_type() {
             &out.loss.backward().unwrap(),
             &format!("{name}.grads.safetensors"),
         );
+
+        // In evaluation the objective keeps each pair's rewards: their means are TRL's reward metrics.
+        dpo.begin_evaluation();
+        dpo.loss(&model, &adapter, &pre_refs, StepInfo { eval: true, ..AT })
+            .unwrap();
+        let per_pair = &dpo.eval_rewards;
+        assert_eq!(per_pair.len(), pre.len(), "{name}");
+        let n = per_pair.len() as f64;
+        let metric = |k: &str| case["metrics"][k].as_f64().unwrap();
+        close(
+            per_pair.iter().map(|r| r.0).sum::<f64>() / n,
+            metric("rewards/chosen"),
+            &format!("{name} per pair"),
+        );
+        close(
+            per_pair.iter().map(|r| r.1).sum::<f64>() / n,
+            metric("rewards/rejected"),
+            &format!("{name} per pair"),
+        );
+        let ranked = per_pair.iter().filter(|r| r.0 > r.1).count() as f64 / n;
+        close(ranked, metric("rewards/accuracies"), &format!("{name} per pair"));
     }
 }
 
