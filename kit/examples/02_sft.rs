@@ -1,7 +1,12 @@
 //! Notebook 02 as a program: cold-start LoRA SFT of the Gemma 3 270M base model on `sft_ja` (loss on the responses
-//! only), answers before and after, and the loss curve (outputs/02_sft/loss.svg).
+//! only), the held-out loss before and after, and how many held-out questions get an answer that ends with the
+//! end-of-turn token. The adapter lands in outputs/02_sft, where `03_dpo` starts from it.
 //! Run from the repository root: `cargo run --release --example 02_sft`.
 use kit::prelude::*;
+
+fn ended(gs: &[Generation]) -> usize {
+    gs.iter().filter(|g| g.finish_reason == FinishReason::Eos).count()
+}
 
 fn main() -> anyhow::Result<()> {
     // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
@@ -13,45 +18,56 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    let lora = LoraConfig {
+
+    // Held-out questions: the prompts of pref_ja/dev. Greedy, no repetition penalty (it would also push down the
+    // end-of-turn token and hide whether the model learned to stop).
+    let questions = read_column("datasets/pref_ja/dev.jsonl", "prompt")?;
+    let gen_cfg = GenerationConfig::greedy(96).with_chat(true);
+    let before = model.generate(&questions, &gen_cfg)?;
+
+    let adapter = model.attach_lora(&LoraConfig {
         r: 16,
         lora_alpha: 32.0,
+        init_seed: 42,
         ..Default::default()
-    };
-    let adapter = model.attach_lora(&lora)?;
+    })?;
     println!("{}", adapter.summary(&model.decoder));
-
-    let questions = [
-        "なぜ海の水はしょっぱいのですか。",
-        "「二酸化炭素が増えると地球が暖かくなる」のはなぜですか。",
-        "朝ごはんを食べるとよい理由を教えてください。",
-    ];
-    let mut gen_cfg = GenerationConfig::greedy(64).with_chat(true);
-    gen_cfg.sampling.repetition_penalty = 1.3;
-    let before = model.generate_texts(&questions, &gen_cfg)?;
-
     let cfg = SftConfig {
         args: TrainingArguments {
             output_dir: "outputs/02_sft".into(),
-            learning_rate: 2e-4,
-            per_device_train_batch_size: 2,
-            max_steps: Some(20),
-            logging_steps: 5,
-            eval_steps: Some(10),
+            learning_rate: 5e-4,
+            warmup_ratio: 0.1,
+            per_device_train_batch_size: 4,
+            per_device_eval_batch_size: 8,
+            max_steps: Some(24),
+            logging_steps: 4,
+            eval_steps: Some(24),
             eval_on_start: true,
+            seed: 42,
             ..Default::default()
         },
-        max_length: Some(192),
+        max_length: Some(256),
         ..Default::default()
     };
     // The folder means its train.jsonl, with its dev.jsonl for the held-out loss.
     let out = train_sft(&model, &adapter, "datasets/sft_ja", None, &cfg)?;
-    println!("held-out loss: {:?}", out.series("eval_loss"));
+    let eval_loss = out.series("eval_loss");
+    let (l0, l1) = (eval_loss[0].1, eval_loss[eval_loss.len() - 1].1);
+    println!(
+        "eval_loss (sft_ja/dev): {l0:.3} → {l1:.3} ({:+.0}%)",
+        100.0 * (l1 / l0 - 1.0)
+    );
 
-    let after = model.generate_texts(&questions, &gen_cfg)?;
+    let after = model.generate(&questions, &gen_cfg)?;
+    let n = questions.len();
+    println!(
+        "answers ending with end-of-turn: before {}/{n}, after SFT {}/{n}",
+        ended(&before),
+        ended(&after)
+    );
     let mut table = Table::new(&["質問", "SFT 前", "SFT 後"]);
-    for i in 0..questions.len() {
-        table.push(&[questions[i], before[i].trim(), after[i].trim()]);
+    for i in 0..4.min(n) {
+        table.push(&[questions[i].as_str(), before[i].text.trim(), after[i].text.trim()]);
     }
     println!("{table}");
     Ok(())

@@ -146,13 +146,12 @@ impl Model {
 pub(crate) mod tests {
     use std::path::PathBuf;
 
-    use candle_core::Tensor;
     use tokenizers::models::wordlevel::WordLevel;
 
     use super::*;
 
-    /// The tiny Llama fixture with a word-level tokenizer "t0" … "t255" and no special tokens.
-    /// The tiny Llama fixture with a word-level tokenizer (also used by `lora`'s tests).
+    /// The tiny Llama fixture with a word-level tokenizer "t0" … "t255" and no special tokens (also used by
+    /// `lora`'s tests).
     pub(crate) fn tiny() -> Model {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny/llama");
         let cfg = ModelConfig::from_config_json(&dir.join("config.json")).unwrap();
