@@ -63,7 +63,10 @@ fn main() -> anyhow::Result<()> {
         "flaw",
         &[
             ("DPO (chosen's reward higher)", &accuracy_by_group(&dev_flaws, &ranked)),
-            ("length only (shorter = chosen)", &accuracy_by_group(&dev_flaws, &shorter)),
+            (
+                "length only (shorter = chosen)",
+                &accuracy_by_group(&dev_flaws, &shorter),
+            ),
         ],
     );
     println!("{table}");
