@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use kit::data::{load_preference, load_sft, read_column, stratified_take, Origin, PreferenceRow, Turns};
+use kit::data::{load_preference, load_sft, read_column, stratified_take, Origin, PreferenceRow, SftRow, Turns};
 use kit::eval::{accuracy_by_group, chrf};
 use kit::generate::{FinishReason, GenerationConfig};
 use kit::lora::LoraConfig;
@@ -64,6 +64,11 @@ pub struct QuickstartArgs {
     /// Held-out prompts answered before and after training (0 = all of pref_ja/dev).
     #[arg(long, default_value_t = 0)]
     pub num_prompts: usize,
+    /// Also train SFT on the preferred answers of pref_ja/train (as one-turn conversations), as the DPO paper builds
+    /// π_SFT when no SFT model exists (Rafailov et al. 2023, §4): the cold start then sees the kind of questions DPO
+    /// and the held-out prompts ask.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub sft_on_chosen: bool,
     /// Seed of the LoRA initialisation, data order and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -198,7 +203,19 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         max_length: Some(256),
         ..Default::default()
     };
-    let sft_train = load_sft(sft_dir.join("train.jsonl"), false)?.rows;
+    let mut sft_train = load_sft(sft_dir.join("train.jsonl"), false)?.rows;
+    if a.sft_on_chosen {
+        let pairs = load_preference(pref_dir.join("train.jsonl"), false)?.into_conversations();
+        sft_train.extend(pairs.into_iter().map(|(at, p)| {
+            (
+                at,
+                SftRow::PromptCompletion {
+                    prompt: p.prompt,
+                    completion: p.chosen,
+                },
+            )
+        }));
+    }
     let sft_eval = load_sft(sft_dir.join("dev.jsonl"), false)?.rows;
     let sft_train = kit::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
     let sft_eval = kit::train::sft::prepare(&model, &sft_eval, &sft_cfg)?;

@@ -43,6 +43,8 @@ fn quickstart_runs_every_phase_and_reports_held_out_figures() {
         lora_r: 4,
         max_new_tokens: 4,
         num_prompts: 0,
+        // The SFT phase also sees pref_ja/train's preferred answers (the path this flag adds).
+        sft_on_chosen: true,
         seed: 1,
     })
     .unwrap();
