@@ -225,7 +225,6 @@ impl Model {
                 let tok = sampler.sample(&all[r], &row.seen);
                 row.seen.push(tok);
                 row.out.push(tok);
-                row.logprobs.push(f32::NAN);
                 next[r] = tok;
                 if eos.contains(&tok) {
                     row.done = Some(FinishReason::Eos);
@@ -259,9 +258,7 @@ impl Model {
                 .map(|&r| token_logprob(&all[r], next[r], temperature))
                 .collect();
             for (&r, lp) in fed_rows.iter().zip(lps) {
-                if let Some(last) = rows[r].logprobs.last_mut() {
-                    *last = lp as f32;
-                }
+                rows[r].logprobs.push(lp as f32);
             }
             if rows.iter().all(|r| r.done.is_some()) {
                 break;
