@@ -52,7 +52,7 @@ pub mod prelude {
     pub use crate::lora::{Adapter, LoraConfig, TargetModules};
     pub use crate::memory::{MemoryPlan, ModelShape};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
-    pub use crate::notebook::{Chart, Table};
+    pub use crate::notebook::{smoke_mode, Chart, Table};
     pub use crate::rewards::{
         exact_answer_reward, format_reward, japanese_ratio_reward, length_reward, reward_fn, RewardFunction,
         RewardInput,
@@ -63,7 +63,7 @@ pub mod prelude {
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{dpo_trainer_from_rows, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference};
     pub use crate::train::grpo::{train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
-    pub use crate::train::reward_model::{train_reward, RewardConfig, RewardModel};
+    pub use crate::train::reward_model::{reward_trainer_from_rows, train_reward, RewardConfig, RewardModel};
     pub use crate::train::sft::{train_sft, SftConfig};
     pub use crate::train::{
         EarlyStopping, Metrics, OnEvaluate, OnLog, StopWhen, TrainOutput, TrainerCallback, TrainerControl,

@@ -44,7 +44,8 @@ impl Tokenized {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
-    fn push(&mut self, ids: &[u32], completion: bool) {
+    /// Append `ids`, counted as completion (trained on) or context.
+    pub fn push(&mut self, ids: &[u32], completion: bool) {
         self.ids.extend_from_slice(ids);
         self.completion_mask.extend(std::iter::repeat_n(completion, ids.len()));
     }

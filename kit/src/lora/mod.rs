@@ -66,6 +66,14 @@ impl Adapter {
         self.state.set_training(training);
     }
 
+    /// Exact mode: every frozen layer multiplies exactly, as in training, but without gradients or dropout. Then a
+    /// forward pass gives the same numbers whatever else is in its batch (the fastest kernels switch with the row
+    /// count, and candle's quantized ones round the activations to 8 bits), and the numbers training saw — what a
+    /// reward model wants of its scores.
+    pub fn set_exact(&self, exact: bool) {
+        self.state.set_exact(exact);
+    }
+
     /// Restart the dropout masks' random stream from `seed` (the trainer does it every step, so that a resumed run
     /// draws the same masks as an uninterrupted one).
     pub fn reseed_dropout(&self, seed: u64) -> Result<()> {

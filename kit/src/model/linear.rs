@@ -52,10 +52,10 @@ impl Linear {
         // layer takes the exact path — also the first projections, whose inputs carry no graph yet, and layers
         // without an adapter — so that the loss is the one a dense dequantized base would give.
         let state = self.adapter.as_deref();
-        let training = state.is_some_and(AdapterState::is_training);
+        let exact = state.is_some_and(AdapterState::is_exact);
         let mut y = match &self.dense_copy {
-            Some(w) => crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), training)?,
-            None => crate::quant::frozen_linear_with(x, &self.weight, training)?,
+            Some(w) => crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), exact)?,
+            None => crate::quant::frozen_linear_with(x, &self.weight, exact)?,
         };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;

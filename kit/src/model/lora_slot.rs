@@ -16,12 +16,13 @@ use crate::{Error, Result};
 
 /// Flags shared by every layer of one model once an adapter is attached, targeted or not: switching the adapter off
 /// turns the model back into the base model (the DPO/GRPO reference) without copying anything, and training mode
-/// makes every frozen layer multiply exactly (see `Linear::forward`). It also holds the A and B of every adapted
-/// layer.
+/// makes every frozen layer multiply exactly (see `Linear::forward`), as does exact mode on its own (for scoring with
+/// the arithmetic a model was trained with). It also holds the A and B of every adapted layer.
 #[derive(Debug)]
 pub struct AdapterState {
     enabled: AtomicBool,
     training: AtomicBool,
+    exact: AtomicBool,
     /// Draws the dropout masks of every layer, in forward order.
     dropout_rng: Mutex<StdRng>,
     /// (A, B) of each adapted layer, by slot ([`LoraLayer::slot`]).
@@ -34,6 +35,7 @@ impl AdapterState {
         AdapterState {
             enabled: AtomicBool::new(true),
             training: AtomicBool::new(false),
+            exact: AtomicBool::new(false),
             dropout_rng: Mutex::new(dropout_rng(seed)),
             weights: RwLock::new(Vec::new()),
         }
@@ -89,6 +91,15 @@ impl AdapterState {
 
     pub fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
+    }
+
+    /// Whether frozen layers multiply exactly: in training mode, or in exact mode.
+    pub fn is_exact(&self) -> bool {
+        self.is_training() || self.exact.load(Ordering::Relaxed)
+    }
+
+    pub fn set_exact(&self, exact: bool) {
+        self.exact.store(exact, Ordering::Relaxed);
     }
 
     /// Restart the dropout masks' random stream from `seed`.

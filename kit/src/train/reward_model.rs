@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::dpo::PairExample;
 use super::sft::report_skipped;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
-use crate::data::tokenize::{Tokenized, TruncationMode};
-use crate::data::{load_preference, DatasetFiles};
+use crate::data::tokenize::{prompt_completion_ids, Tokenized, TruncationMode};
+use crate::data::{load_preference, DatasetFiles, Origin, PreferenceRow, Turns};
 use crate::logps::{collate, SeqBatch};
 use crate::lora::Adapter;
 use crate::model::{LoadOptions, Model};
@@ -147,6 +147,9 @@ pub struct RewardTraining {
     pub head: RewardHead,
     pub cfg: RewardConfig,
     pad_token_id: u32,
+    /// The rewards (chosen, rejected) of each held-out pair at the latest evaluation, in the order of the trainer's
+    /// `eval_data`: what `eval_accuracy` averages, per pair (e.g. for a per-category table).
+    pub eval_rewards: Vec<(f64, f64)>,
 }
 
 impl RewardTraining {
@@ -155,6 +158,7 @@ impl RewardTraining {
             head: RewardHead::new(model.config().hidden_size, cfg.args.seed, model.device())?,
             cfg,
             pad_token_id: model.pad_token_id(),
+            eval_rewards: vec![],
         })
     }
 }
@@ -166,7 +170,11 @@ impl Objective for RewardTraining {
         "reward"
     }
 
-    fn loss(&mut self, model: &Model, _: &Adapter, pairs: &[&PairExample], _: StepInfo) -> Result<StepOutput> {
+    fn begin_evaluation(&mut self) {
+        self.eval_rewards.clear();
+    }
+
+    fn loss(&mut self, model: &Model, adapter: &Adapter, pairs: &[&PairExample], at: StepInfo) -> Result<StepOutput> {
         let n = pairs.len();
         let seqs: Vec<&Tokenized> = pairs
             .iter()
@@ -174,7 +182,15 @@ impl Objective for RewardTraining {
             .chain(pairs.iter().map(|p| &p.rejected))
             .collect();
         let batch = collate(&seqs, self.pad_token_id, model.device())?;
-        let r = self.head.rewards(model, &batch)?;
+        // Held-out pairs are scored exactly, as in training and as `RewardModel` scores (see `Adapter::set_exact`).
+        adapter.set_exact(at.eval);
+        let r = self.head.rewards(model, &batch);
+        adapter.set_exact(false);
+        let r = r?;
+        if at.eval {
+            let v = r.detach().to_vec1::<f32>()?;
+            self.eval_rewards.extend((0..n).map(|i| (v[i] as f64, v[n + i] as f64)));
+        }
         // TRL subtracts the dataset's `margin` column when it has one (rows without a margin count as 0).
         let margin = if pairs.iter().any(|p| p.margin.is_some()) {
             let m: Vec<f32> = pairs.iter().map(|p| p.margin.unwrap_or(0.0)).collect();
@@ -232,12 +248,7 @@ pub fn reward_trainer<'a>(
     eval_file: Option<&Path>,
     cfg: &RewardConfig,
 ) -> Result<Trainer<'a, RewardTraining>> {
-    let dpo_like = super::dpo::DpoConfig {
-        max_length: cfg.max_length,
-        truncation_mode: TruncationMode::KeepEnd,
-        skip_invalid_rows: cfg.skip_invalid_rows,
-        ..Default::default()
-    };
+    let dpo_like = pair_config(cfg);
     let files = DatasetFiles::resolve(data, eval_file)?;
     let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
     report_skipped(&files.train, &loaded.skipped);
@@ -248,6 +259,34 @@ pub fn reward_trainer<'a>(
     };
     let objective = RewardTraining::new(model, cfg.clone())?;
     Ok(Trainer::new(model, adapter, objective, cfg.args.clone()).with_data(train, eval))
+}
+
+/// The reward-model trainer for rows already loaded (e.g. a subset, or pairs made conversations with
+/// [`crate::data::Loaded::into_conversations`]): `train` to learn from, `eval` held out.
+pub fn reward_trainer_from_rows<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
+    train: &[(Origin, PreferenceRow)],
+    eval: &[(Origin, PreferenceRow)],
+    cfg: &RewardConfig,
+) -> Result<Trainer<'a, RewardTraining>> {
+    let pairs = pair_config(cfg);
+    let (train, eval) = (
+        super::dpo::prepare(model, train, &pairs)?,
+        super::dpo::prepare(model, eval, &pairs)?,
+    );
+    let objective = RewardTraining::new(model, cfg.clone())?;
+    Ok(Trainer::new(model, adapter, objective, cfg.args.clone()).with_data(train, eval))
+}
+
+/// How pairs are tokenized for a reward model: DPO's pairing with the completion kept when truncating.
+fn pair_config(cfg: &RewardConfig) -> super::dpo::DpoConfig {
+    super::dpo::DpoConfig {
+        max_length: cfg.max_length,
+        truncation_mode: TruncationMode::KeepEnd,
+        skip_invalid_rows: cfg.skip_invalid_rows,
+        ..Default::default()
+    }
 }
 
 /// Read, tokenize and train a reward model in one call; `data` and `eval_file` as in [`reward_trainer`].
@@ -271,7 +310,10 @@ pub struct RewardModel {
 
 impl RewardModel {
     /// A reward model from a model with its reward adapter attached and the head (e.g. right after training).
+    /// Scores come from exact products ([`Adapter::set_exact`]): the arithmetic of training, and the same score
+    /// for an answer whether it is scored alone or in a batch.
     pub fn new(model: Model, adapter: Adapter, head: RewardHead) -> Self {
+        adapter.set_exact(true);
         RewardModel {
             model,
             adapter,
@@ -309,6 +351,48 @@ impl RewardModel {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        self.score_tokenized(&seqs)
+    }
+
+    /// Scores of answers to questions, each asked as a one-turn conversation through the chat template: the way a
+    /// reward model trained on pairs made conversations ([`crate::data::Loaded::into_conversations`]) saw
+    /// them. `rm.score_chat(&[("ねこは好きですか？", "かわいい"), ("ねこは好きですか？", "かわいくない")])`.
+    pub fn score_chat(&self, qa: &[(&str, &str)]) -> Result<Vec<f32>> {
+        let seqs = qa
+            .iter()
+            .map(|(q, a)| {
+                let (p, c) = prompt_completion_ids(
+                    &self.model.tokenizer,
+                    &Turns::Text(q.to_string()).into_chat("user"),
+                    &Turns::Text(a.to_string()).into_chat("assistant"),
+                )?;
+                let mut t = Tokenized::default();
+                t.push(&p, false);
+                t.push(&c, true);
+                Ok(t)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.score_tokenized(&seqs)
+    }
+
+    /// The scores (chosen, rejected) of preference pairs, tokenized as for training (a pair longer than
+    /// `max_length` loses prompt tokens from its start).
+    pub fn score_pairs(&self, rows: &[(Origin, PreferenceRow)], max_length: Option<usize>) -> Result<Vec<(f32, f32)>> {
+        let cfg = RewardConfig {
+            max_length,
+            ..Default::default()
+        };
+        let pairs = super::dpo::prepare(&self.model, rows, &pair_config(&cfg))?;
+        let seqs: Vec<Tokenized> = pairs
+            .iter()
+            .flat_map(|p| [p.chosen.clone(), p.rejected.clone()])
+            .collect();
+        let r = self.score_tokenized(&seqs)?;
+        Ok(r.chunks(2).map(|c| (c[0], c[1])).collect())
+    }
+
+    /// The head on each sequence's last token, 8 sequences per forward pass.
+    fn score_tokenized(&self, seqs: &[Tokenized]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(8) {
             let refs: Vec<&Tokenized> = chunk.iter().collect();

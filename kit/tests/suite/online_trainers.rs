@@ -294,6 +294,11 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
     assert_eq!(acc.len(), 3, "{acc:?}");
     assert!(acc[2].1 >= 0.875, "held-out accuracy {acc:?}");
     let head = trainer.objective.head.clone();
+    // The last evaluation kept each held-out pair's rewards: the share ranked right is `eval_accuracy` (one batch).
+    let per_pair = trainer.objective.eval_rewards.clone();
+    assert_eq!(per_pair.len(), 8);
+    let right = per_pair.iter().filter(|(c, r)| c > r).count() as f64 / 8.0;
+    assert!((right - acc[2].1).abs() < 1e-9, "{right} vs {}", acc[2].1);
     drop(trainer);
     // The saved adapter names its base: `kit grpo --reward_model` loads the reward model's base from there.
     let saved: serde_json::Value =
@@ -314,4 +319,39 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
         assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
     }
     assert!(a[0] > a[1], "chosen-style answer should score higher: {a:?}");
+
+    // Scoring pairs tokenizes them as training did: the same rewards as the trainer's last evaluation.
+    let dev_rows = kit::data::load_preference(&dev, false).unwrap().rows;
+    let scored = trained.score_pairs(&dev_rows, cfg.max_length).unwrap();
+    for ((c, r), (ec, er)) in scored.iter().zip(&per_pair) {
+        assert!(
+            (*c as f64 - ec).abs() < 1e-4 && (*r as f64 - er).abs() < 1e-4,
+            "{scored:?} vs {per_pair:?}"
+        );
+    }
+    // A question and answer scored through the chat template equal the same pair made a conversation.
+    let mut chat = trained;
+    chat.model.tokenizer.chat_template = Some(
+        "{% for m in messages %}{{ 't5 ' if m.role == 'user' else 't6 ' }}{{ m.content }} t2 {% endfor %}\
+         {% if add_generation_prompt %}t6{% endif %}"
+            .into(),
+    );
+    let convs = kit::data::load_preference(&dev, false).unwrap().into_conversations();
+    let want = chat.score_pairs(&convs[..2], None).unwrap();
+    let qa: Vec<(String, String)> = dev_rows[..2]
+        .iter()
+        .map(|(_, r)| match (&r.prompt, &r.chosen) {
+            (kit::data::Turns::Text(p), kit::data::Turns::Text(c)) => (p.clone(), c.clone()),
+            _ => unreachable!("text rows"),
+        })
+        .collect();
+    let qa: Vec<(&str, &str)> = qa.iter().map(|(q, a)| (q.as_str(), a.as_str())).collect();
+    let got = chat.score_chat(&qa).unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w.0).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+    assert!(
+        (want[0].0 - scored[0].0).abs() > 1e-4,
+        "the template changed nothing: {want:?}"
+    );
 }

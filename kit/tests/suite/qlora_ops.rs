@@ -276,3 +276,47 @@ fn k_quant_base_gives_the_lora_gradients_of_its_dequantized_dense_copy() {
         }
     }
 }
+
+/// Exact mode (`Adapter::set_exact`, what a reward model scores with): a Q8_0 base multiplies as its dequantized
+/// dense copy, whose product does not depend on the row count, so a sequence scores the same alone as among many
+/// rows; without it, few rows take candle's kernel, which rounds the activations to 8 bits.
+#[test]
+fn exact_mode_gives_the_dense_dequantized_forward_at_any_batch_size() {
+    let mut dec = tiny_llama();
+    dec.quantize_linears(GgmlDType::Q8_0).unwrap();
+    let mut dense = dec.clone();
+    for l in dense.linears_mut() {
+        l.weight = FrozenWeight::Dense(kit::quant::dense_weight(&l.weight, DType::F32).unwrap());
+    }
+    let cfg = kit::lora::LoraConfig::default();
+    let adapter = lora::attach(&mut dec, &cfg).unwrap();
+    let _dense_adapter = lora::attach(&mut dense, &cfg).unwrap(); // B = 0: the base alone, as in `dec`
+    let ids = llama_ids().narrow(0, 0, 1).unwrap(); // one sequence: few rows, the kernel's side of the switch
+    let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let want = dense.forward(&ids, None, None).unwrap();
+    let fast = dec.forward(&ids, None, None).unwrap();
+    adapter.set_exact(true);
+    let exact = dec.forward(&ids, None, None).unwrap();
+    // Forty copies of the row: the many-rows side.
+    let many = ids.repeat((40, 1)).unwrap();
+    let exact_many = dec.forward(&many, None, None).unwrap().narrow(0, 0, 1).unwrap();
+    assert!(
+        max_diff(&exact, &want) < 1e-4,
+        "exact vs dense {}",
+        max_diff(&exact, &want)
+    );
+    assert!(max_diff(&exact_many, &exact) < 1e-4, "batch changed the exact forward");
+    assert!(
+        max_diff(&fast, &want) > 1e-4,
+        "the fast path equals the dense one: this tests nothing"
+    );
+}
