@@ -248,17 +248,14 @@ pub fn reward_trainer<'a>(
     eval_file: Option<&Path>,
     cfg: &RewardConfig,
 ) -> Result<Trainer<'a, RewardTraining>> {
-    let dpo_like = pair_config(cfg);
     let files = DatasetFiles::resolve(data, eval_file)?;
     let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
     report_skipped(&files.train, &loaded.skipped);
-    let train = super::dpo::prepare(model, &loaded.rows, &dpo_like)?;
     let eval = match &files.eval {
-        Some(p) => super::dpo::prepare(model, &load_preference(p, cfg.skip_invalid_rows)?.rows, &dpo_like)?,
+        Some(p) => load_preference(p, cfg.skip_invalid_rows)?.rows,
         None => vec![],
     };
-    let objective = RewardTraining::new(model, cfg.clone())?;
-    Ok(Trainer::new(model, adapter, objective, cfg.args.clone()).with_data(train, eval))
+    reward_trainer_from_rows(model, adapter, &loaded.rows, &eval, cfg)
 }
 
 /// The reward-model trainer for rows already loaded (e.g. a subset, or pairs made conversations with
@@ -270,7 +267,7 @@ pub fn reward_trainer_from_rows<'a>(
     eval: &[(Origin, PreferenceRow)],
     cfg: &RewardConfig,
 ) -> Result<Trainer<'a, RewardTraining>> {
-    let pairs = pair_config(cfg);
+    let pairs = pair_config(cfg.max_length, cfg.skip_invalid_rows);
     let (train, eval) = (
         super::dpo::prepare(model, train, &pairs)?,
         super::dpo::prepare(model, eval, &pairs)?,
@@ -280,11 +277,11 @@ pub fn reward_trainer_from_rows<'a>(
 }
 
 /// How pairs are tokenized for a reward model: DPO's pairing with the completion kept when truncating.
-fn pair_config(cfg: &RewardConfig) -> super::dpo::DpoConfig {
+fn pair_config(max_length: Option<usize>, skip_invalid_rows: bool) -> super::dpo::DpoConfig {
     super::dpo::DpoConfig {
-        max_length: cfg.max_length,
+        max_length,
         truncation_mode: TruncationMode::KeepEnd,
-        skip_invalid_rows: cfg.skip_invalid_rows,
+        skip_invalid_rows,
         ..Default::default()
     }
 }
@@ -351,7 +348,7 @@ impl RewardModel {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        self.score_tokenized(&seqs)
+        self.score_tokenized(&seqs.iter().collect::<Vec<_>>())
     }
 
     /// Scores of answers to questions, each asked as a one-turn conversation through the chat template: the way a
@@ -372,31 +369,23 @@ impl RewardModel {
                 Ok(t)
             })
             .collect::<Result<Vec<_>>>()?;
-        self.score_tokenized(&seqs)
+        self.score_tokenized(&seqs.iter().collect::<Vec<_>>())
     }
 
     /// The scores (chosen, rejected) of preference pairs, tokenized as for training (a pair longer than
     /// `max_length` loses prompt tokens from its start).
     pub fn score_pairs(&self, rows: &[(Origin, PreferenceRow)], max_length: Option<usize>) -> Result<Vec<(f32, f32)>> {
-        let cfg = RewardConfig {
-            max_length,
-            ..Default::default()
-        };
-        let pairs = super::dpo::prepare(&self.model, rows, &pair_config(&cfg))?;
-        let seqs: Vec<Tokenized> = pairs
-            .iter()
-            .flat_map(|p| [p.chosen.clone(), p.rejected.clone()])
-            .collect();
+        let pairs = super::dpo::prepare(&self.model, rows, &pair_config(max_length, false))?;
+        let seqs: Vec<&Tokenized> = pairs.iter().flat_map(|p| [&p.chosen, &p.rejected]).collect();
         let r = self.score_tokenized(&seqs)?;
         Ok(r.chunks(2).map(|c| (c[0], c[1])).collect())
     }
 
     /// The head on each sequence's last token, 8 sequences per forward pass.
-    fn score_tokenized(&self, seqs: &[Tokenized]) -> Result<Vec<f32>> {
+    fn score_tokenized(&self, seqs: &[&Tokenized]) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(seqs.len());
         for chunk in seqs.chunks(8) {
-            let refs: Vec<&Tokenized> = chunk.iter().collect();
-            let batch = collate(&refs, self.model.pad_token_id(), self.model.device())?;
+            let batch = collate(chunk, self.model.pad_token_id(), self.model.device())?;
             out.extend(self.head.rewards(&self.model, &batch)?.to_vec1::<f32>()?);
         }
         Ok(out)
