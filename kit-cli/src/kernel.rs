@@ -107,6 +107,16 @@ pub fn kit_crate_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("kit"), |root| root.join("kit"))
 }
 
+/// Cargo profile settings for the code evcxr builds (kit and candle included). evcxr compiles every cell in cargo's
+/// dev profile with opt-level 2, debug assertions and overflow checks on, and the training loops then run about half
+/// as fast as in a release build. Cargo settings given in the environment win over a manifest's `[profile]`, so the
+/// kernel is started with these: the release build's code generation.
+pub const KERNEL_BUILD_ENV: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_DEV_OPT_LEVEL", "3"),
+    ("CARGO_PROFILE_DEV_DEBUG_ASSERTIONS", "false"),
+    ("CARGO_PROFILE_DEV_OVERFLOW_CHECKS", "false"),
+];
+
 /// The start-up commands of the kit kernel: a 4 GiB build cache shared by every notebook. Nothing is built here
 /// (see the module docs); the notebooks' first cell adds kit.
 pub fn init_evcxr() -> String {
@@ -122,15 +132,19 @@ pub fn install() -> Result<KernelPaths> {
     kit::io::write_atomic(config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
     let kernel_dir = jupyter_data_dir().join("kernels").join("kit");
     std::fs::create_dir_all(&kernel_dir).map_err(|e| Error::file(&kernel_dir, e))?;
+    let mut env = serde_json::json!({
+        "EVCXR_CONFIG_DIR": config_dir.to_string_lossy(),
+        "LD_LIBRARY_PATH": kernel_library_path().map(|p| p.to_string_lossy().to_string()).unwrap_or_default(),
+    });
+    for (k, v) in KERNEL_BUILD_ENV {
+        env[k] = v.into();
+    }
     let spec = serde_json::json!({
         "argv": [evcxr.to_string_lossy(), "--control_file", "{connection_file}"],
         "display_name": "Rust (kit)",
         "language": "rust",
         "interrupt_mode": "message",
-        "env": {
-            "EVCXR_CONFIG_DIR": config_dir.to_string_lossy(),
-            "LD_LIBRARY_PATH": kernel_library_path().map(|p| p.to_string_lossy().to_string()).unwrap_or_default(),
-        },
+        "env": env,
     });
     let kernel_json = kernel_dir.join("kernel.json");
     kit::io::write_atomic(&kernel_json, serde_json::to_string_pretty(&spec)?.as_bytes())?;

@@ -1,7 +1,8 @@
 //! Batched generation with left padding and a KV cache.
 //!
 //! Prompts are left-padded so that every row's next token sits in the last column; each step feeds one token per
-//! row. Rows that have finished keep feeding a masked pad token until the whole batch is done.
+//! row. A row that has finished leaves the batch (its KV cache rows are dropped), so the rows still writing do not pay
+//! for the ones that stopped early — GRPO's groups often hold one long completion among short ones.
 use candle_core::Tensor;
 use rayon::prelude::*;
 
@@ -212,20 +213,17 @@ impl Model {
                 done: None,
             })
             .collect();
+        // Row `active[i]` of `rows` is row i of the cache and of `logits`.
+        let mut active: Vec<usize> = (0..b).collect();
         for step in 0..cfg.max_new_tokens {
             let all: Vec<Vec<f32>> = logits.to_vec2()?;
-            let mut next = vec![pad; b];
-            // Rows that produced a token this step feed it next; finished rows feed a masked pad.
-            let mut fed = vec![false; b];
-            for (r, row) in rows.iter_mut().enumerate() {
-                if row.done.is_some() {
-                    continue;
-                }
-                fed[r] = true;
-                let tok = sampler.sample(&all[r], &row.seen);
+            let mut next = Vec::with_capacity(active.len());
+            for (i, &r) in active.iter().enumerate() {
+                let row = &mut rows[r];
+                let tok = sampler.sample(&all[i], &row.seen);
                 row.seen.push(tok);
                 row.out.push(tok);
-                next[r] = tok;
+                next.push(tok);
                 if eos.contains(&tok) {
                     row.done = Some(FinishReason::Eos);
                 } else {
@@ -251,21 +249,26 @@ impl Model {
                     row.emitted = stable;
                 }
             }
-            // The log-prob of each fed token: a pass over the vocabulary per row, so rows run in parallel.
-            let fed_rows: Vec<usize> = (0..b).filter(|&r| fed[r]).collect();
-            let lps: Vec<f64> = fed_rows
-                .par_iter()
-                .map(|&r| token_logprob(&all[r], next[r], temperature))
+            // The log-prob of each sampled token: a pass over the vocabulary per row, so rows run in parallel.
+            let lps: Vec<f64> = (0..active.len())
+                .into_par_iter()
+                .map(|i| token_logprob(&all[i], next[i], temperature))
                 .collect();
-            for (&r, lp) in fed_rows.iter().zip(lps) {
+            for (&r, lp) in active.iter().zip(lps) {
                 rows[r].logprobs.push(lp as f32);
             }
-            if rows.iter().all(|r| r.done.is_some()) {
+            let still: Vec<usize> = (0..active.len()).filter(|&i| rows[active[i]].done.is_none()).collect();
+            if still.is_empty() {
                 break;
             }
-            let step_mask: Vec<Vec<bool>> = fed.iter().map(|&f| vec![f]).collect();
-            let input = Tensor::from_vec(next, (b, 1), &dec.device)?;
-            logits = dec.last_logits(&input, Some(&step_mask), Some(&mut cache))?;
+            if still.len() < active.len() {
+                cache.keep_rows(&still)?;
+                next = still.iter().map(|&i| next[i]).collect();
+                active = still.iter().map(|&i| active[i]).collect();
+            }
+            let n = active.len();
+            let input = Tensor::from_vec(next, (n, 1), &dec.device)?;
+            logits = dec.last_logits(&input, Some(&vec![vec![true]; n]), Some(&mut cache))?;
         }
         Ok(rows
             .into_iter()

@@ -42,14 +42,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a notebook or example needs: `use kit::prelude::*;`.
 pub mod prelude {
+    pub use crate::data::math_ja::extract_answer;
+    pub use crate::data::worked::{worked_solution, worked_solution_rows};
     pub use crate::data::{
-        load_preference, preview_preference, preview_sft, read_column, stratified_take, DatasetFiles, PairPreview,
-        Preview, SftPreview,
+        load_preference, load_prompts, preview_preference, preview_sft, read_column, stratified_take, DatasetFiles,
+        Origin, PairPreview, Preview, PromptRow, SftPreview, SftRow, Turns,
     };
     pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
     pub use crate::eval::{accuracy_by_group, accuracy_table, chrf, wilson_interval, GroupAccuracy};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
-    pub use crate::lora::{Adapter, LoraConfig, TargetModules};
+    pub use crate::lora::{merge as merge_adapter, Adapter, LoraConfig, TargetModules};
     pub use crate::memory::{MemoryPlan, ModelShape};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
     pub use crate::notebook::{smoke_mode, Chart, Table};
@@ -62,9 +64,9 @@ pub mod prelude {
     pub use crate::system::{current_memory_gib, peak_memory_gib, Machine};
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{dpo_trainer_from_rows, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference};
-    pub use crate::train::grpo::{train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
+    pub use crate::train::grpo::{grpo_trainer_from_rows, train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
     pub use crate::train::reward_model::{reward_trainer_from_rows, train_reward, RewardConfig, RewardModel};
-    pub use crate::train::sft::{train_sft, SftConfig};
+    pub use crate::train::sft::{sft_trainer_from_rows, train_sft, SftConfig};
     pub use crate::train::{
         EarlyStopping, Metrics, OnEvaluate, OnLog, StopWhen, TrainOutput, TrainerCallback, TrainerControl,
         TrainerState, TrainingArguments,

@@ -88,12 +88,21 @@ impl Sampler {
             return argmax(&logits);
         }
         let t = self.params.temperature as f32;
+        // Candidates in vocabulary order; sorting a 262k vocabulary for every row and step would cost more than the
+        // forward pass, so only top-p (which needs the most likely tokens first) sorts, and top-k selects in O(V).
         let mut idx: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
-        idx.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-        if self.params.top_k > 0 {
-            idx.truncate(self.params.top_k.max(1));
+        let by_logit_desc = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
+        let k = self.params.top_k;
+        if k > 0 && k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, by_logit_desc);
+            idx.truncate(k);
         }
-        let max = logits[idx[0]] / t;
+        if self.params.top_p < 1.0 {
+            idx.sort_unstable_by(by_logit_desc);
+        } else if k > 0 {
+            idx.sort_unstable();
+        }
+        let max = idx.iter().map(|&i| logits[i]).fold(f32::NEG_INFINITY, f32::max) / t;
         let mut probs: Vec<f64> = idx.iter().map(|&i| ((logits[i] / t - max) as f64).exp()).collect();
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= total);
@@ -168,6 +177,25 @@ mod tests {
         let ones = (0..n).filter(|_| s.sample(&[0.0, 3f32.ln()], &[]) == 1).count();
         let f = ones as f64 / n as f64;
         assert!((f - 0.75).abs() < 0.015, "{f}");
+    }
+
+    #[test]
+    fn top_k_samples_the_k_largest_renormalised() {
+        // Closed form: top-2 of [ln 1, ln 3, ln 2, ln 0.5] keeps tokens 1 and 2 with p = [0.6, 0.4].
+        let mut s = Sampler::new(
+            SamplingParams {
+                do_sample: true,
+                top_k: 2,
+                ..Default::default()
+            },
+            3,
+        );
+        let logits = [0.0, 3f32.ln(), 2f32.ln(), 0.5f32.ln()];
+        let n = 20_000;
+        let picks: Vec<u32> = (0..n).map(|_| s.sample(&logits, &[])).collect();
+        assert!(picks.iter().all(|&t| t == 1 || t == 2));
+        let f = picks.iter().filter(|&&t| t == 1).count() as f64 / n as f64;
+        assert!((f - 0.6).abs() < 0.015, "{f}");
     }
 
     #[test]

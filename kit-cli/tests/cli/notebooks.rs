@@ -68,6 +68,7 @@ fn every_notebook_runs_without_errors() {
         )
         .unwrap();
         Command::new(&py)
+            .envs(kit_cli::kernel::KERNEL_BUILD_ENV)
             .arg(repo().join(".ci/run_notebooks.py"))
             .arg(&out_dir)
             .args(notebooks)

@@ -1,9 +1,10 @@
-//! Datasets: JSONL reading with file:line errors, dataset validators, and the `math_ja` generator.
+//! Datasets: JSONL reading with file:line errors, dataset validators, the `math_ja` generator and its worked solutions.
 mod check;
 pub mod jsonl;
 pub mod math_ja;
 pub mod text;
 pub mod validate;
+pub mod worked;
 
 pub use check::{check, CheckSummary};
 pub use jsonl::read_jsonl;

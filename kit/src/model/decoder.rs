@@ -145,6 +145,33 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Keep only the cache rows `rows` (in that order), e.g. when finished rows leave a generation batch.
+    pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.key_mask.len()) {
+            return Err(Error::msg(format!(
+                "cache row {r} of {}: no such row",
+                self.key_mask.len()
+            )));
+        }
+        let mut index = None;
+        for layer in &mut self.layers {
+            if let Some((k, v)) = &layer.kv {
+                let index = match &index {
+                    Some(i) => i,
+                    None => index.insert(Tensor::from_vec(
+                        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+                        rows.len(),
+                        k.device(),
+                    )?),
+                };
+                // (batch, kv_heads, len, head_dim): select along the batch.
+                layer.kv = Some((k.index_select(index, 0)?, v.index_select(index, 0)?));
+            }
+        }
+        self.key_mask = rows.iter().map(|&r| self.key_mask[r].clone()).collect();
+        self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

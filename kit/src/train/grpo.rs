@@ -511,11 +511,21 @@ impl Grpo {
     ) -> Result<StepOutput> {
         let refs: Vec<&Tokenized> = r.seqs.iter().collect();
         let batch = collate(&refs, self.pad_token_id, model.device())?;
-        if batch.mask.sum_all()?.to_scalar::<f32>()? == 0.0 {
-            // Every completion was truncated and masked out: nothing to learn from this micro-batch.
+        let nothing_scored = batch.mask.sum_all()?.to_scalar::<f32>()? == 0.0;
+        // With β = 0 and every advantage 0 (each group's rewards tied: `frac_reward_zero_std` = 1), every token's
+        // loss is 0 and so is its gradient; the forward and backward passes would compute exactly that.
+        let no_signal = self.cfg.beta == 0.0 && r.advantages.iter().all(|&a| a == 0.0);
+        if nothing_scored || no_signal {
+            let mut metrics = r.metrics.clone();
+            if !nothing_scored {
+                // No advantage has a sign, so no token is clipped.
+                for k in ["low_mean", "high_mean", "low_min", "high_max", "region_mean"] {
+                    metrics.insert(format!("clip_ratio/{k}"), 0.0);
+                }
+            }
             return Ok(StepOutput {
-                loss: Tensor::zeros((), DType::F32, model.device())?,
-                metrics: r.metrics.clone(),
+                loss: zero_with_zero_gradients(adapter, model.device())?,
+                metrics,
                 num_tokens: batch.num_tokens,
             });
         }
@@ -554,6 +564,16 @@ impl Grpo {
     }
 }
 
+/// A loss of 0 whose gradient is 0 for every LoRA weight, without a forward pass. AdamW must still see a zero
+/// gradient (its moments decay and keep moving the weights, as in TRL, where such a loss is computed), not none.
+fn zero_with_zero_gradients(adapter: &Adapter, device: &candle_core::Device) -> Result<Tensor> {
+    let mut loss = Tensor::zeros((), DType::F32, device)?;
+    for v in adapter.vars() {
+        loss = (loss + (v.as_tensor().sum_all()?.to_dtype(DType::F32)? * 0.0)?)?;
+    }
+    Ok(loss)
+}
+
 /// Prompt rows → examples (chat template applied to conversations, or to text prompts when `chat`).
 pub fn prepare(model: &Model, rows: &[(Origin, PromptRow)], cfg: &GrpoConfig) -> Result<Vec<PromptExample>> {
     let tok = &model.tokenizer;
@@ -590,11 +610,25 @@ pub fn grpo_trainer<'a>(
     let files = DatasetFiles::resolve(data, eval_file)?;
     let loaded = load_prompts(&files.train, cfg.skip_invalid_rows)?;
     report_skipped(&files.train, &loaded.skipped);
-    let train = prepare(model, &loaded.rows, cfg)?;
     let eval = match &files.eval {
-        Some(p) => prepare(model, &load_prompts(p, cfg.skip_invalid_rows)?.rows, cfg)?,
+        Some(p) => load_prompts(p, cfg.skip_invalid_rows)?.rows,
         None => vec![],
     };
+    grpo_trainer_from_rows(model, adapter, &loaded.rows, &eval, reward_funcs, cfg)
+}
+
+/// The GRPO trainer for prompt rows already loaded (e.g. a subset): TRL's `GRPOTrainer(model, reward_funcs, args,
+/// train_dataset=…, eval_dataset=…)`.
+pub fn grpo_trainer_from_rows<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
+    train: &[(Origin, PromptRow)],
+    eval: &[(Origin, PromptRow)],
+    reward_funcs: Vec<Box<dyn RewardFunction>>,
+    cfg: &GrpoConfig,
+) -> Result<Trainer<'a, Grpo>> {
+    let train = prepare(model, train, cfg)?;
+    let eval = prepare(model, eval, cfg)?;
     let grpo = Grpo::new(model, cfg.clone(), reward_funcs)?;
     Ok(Trainer::new(model, adapter, grpo, cfg.args.clone()).with_data(train, eval))
 }

@@ -140,11 +140,24 @@ pub fn sft_trainer<'a>(
     let files = DatasetFiles::resolve(data, eval_file)?;
     let train = load_sft(&files.train, cfg.skip_invalid_rows)?;
     report_skipped(&files.train, &train.skipped);
-    let train = prepare(model, &train.rows, cfg)?;
     let eval = match &files.eval {
-        Some(p) => prepare(model, &load_sft(p, cfg.skip_invalid_rows)?.rows, cfg)?,
+        Some(p) => load_sft(p, cfg.skip_invalid_rows)?.rows,
         None => vec![],
     };
+    sft_trainer_from_rows(model, adapter, &train.rows, &eval, cfg)
+}
+
+/// The SFT trainer for rows already made (e.g. prompts paired with worked solutions): TRL's
+/// `SFTTrainer(model, args, train_dataset=…, eval_dataset=…)`.
+pub fn sft_trainer_from_rows<'a>(
+    model: &'a Model,
+    adapter: &'a Adapter,
+    train: &[(Origin, SftRow)],
+    eval: &[(Origin, SftRow)],
+    cfg: &SftConfig,
+) -> Result<Trainer<'a, Sft>> {
+    let train = prepare(model, train, cfg)?;
+    let eval = prepare(model, eval, cfg)?;
     Ok(Trainer::new(model, adapter, Sft::new(model), cfg.args.clone()).with_data(train, eval))
 }
 

@@ -356,6 +356,25 @@ fn math_ja_answers_are_right() {
 }
 
 #[test]
+fn worked_solutions_end_in_the_checked_answer_and_each_step_keeps_the_value() {
+    // Oracle: the answers above (checked by an independent evaluator and by re-counting the stories).
+    for p in snapshot() {
+        let s = kit::data::worked::worked_solution(&p.expression).unwrap();
+        assert_eq!(extract_answer(&s), Some(p.answer), "{s}");
+        let (chain, answer_line) = s.split_once('\n').unwrap();
+        assert_eq!(answer_line, format!("答え: {}", p.answer));
+        // Every step of the chain is an expression with the same value (× ÷ written back as * /).
+        for step in chain.split(" = ") {
+            assert_eq!(
+                eval(&step.replace('×', "*").replace('÷', "/")),
+                p.answer,
+                "{step} in {s}"
+            );
+        }
+    }
+}
+
+#[test]
 fn difficulty_mix_sets_the_levels() {
     let mix = DifficultyMix::parse("3, 1, 0, 0, 1").unwrap();
     assert_eq!(mix.schedule(10), [1, 2, 1, 5, 1, 1, 2, 1, 5, 1]);

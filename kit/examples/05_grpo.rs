@@ -1,0 +1,144 @@
+//! Notebook 05 as a program: GRPO on `math_ja` with a correctness-only reward (DeepSeek-R1) plus a format reward, on
+//! Gemma 3 270M (4-bit + LoRA). From the bare base, GRPO gets no reward and learns nothing (the LoRA B stays zero);
+//! after a short SFT on worked solutions of 64 training problems (the cold start) it trains on the others up to
+//! difficulty 4.
+//! Greedy accuracy on `math_ja/dev` before and after each stage, and the lecture's 猫 problem.
+//! Run `cargo run --release --example 05_grpo`.
+use kit::prelude::*;
+
+const SFT_N: usize = 64;
+const SFT_STEPS: usize = 16;
+const GRPO_STEPS: usize = 20;
+
+fn file(split: &str) -> String {
+    format!("datasets/math_ja/{split}.jsonl")
+}
+
+/// Greedy answers to `questions`, and whether each one's final integer is the answer.
+fn solve(model: &Model, questions: &[String], answers: &[i64]) -> anyhow::Result<(Vec<bool>, Vec<Generation>)> {
+    let gens = model.generate(questions, &GenerationConfig::greedy(160).with_chat(true))?;
+    let right = gens
+        .iter()
+        .zip(answers)
+        .map(|(g, &a)| extract_answer(&g.text) == Some(a))
+        .collect();
+    Ok((right, gens))
+}
+
+fn rate(right: &[bool]) -> String {
+    let k = right.iter().filter(|&&r| r).count();
+    let (lo, hi) = wilson_interval(k, right.len());
+    format!(
+        "{k}/{} = {:.2} [{lo:.2}, {hi:.2}]",
+        right.len(),
+        k as f64 / right.len() as f64
+    )
+}
+
+fn grpo_config(output_dir: &str, max_steps: usize) -> GrpoConfig {
+    GrpoConfig {
+        args: TrainingArguments {
+            output_dir: output_dir.into(),
+            learning_rate: 2e-5,
+            per_device_train_batch_size: 8,
+            max_steps: Some(max_steps),
+            logging_steps: 1,
+            seed: 42,
+            ..Default::default()
+        },
+        num_generations: 8,
+        max_completion_length: 96,
+        temperature: 1.0,
+        chat: true,
+        ..Default::default()
+    }
+}
+
+fn rewards() -> Vec<Box<dyn RewardFunction>> {
+    vec![exact_answer_reward(), format_reward()]
+}
+
+fn main() -> anyhow::Result<()> {
+    let train = load_prompts(file("train"), false)?.rows;
+    let dev_questions = read_column(file("dev"), "prompt")?;
+    let dev_answers = read_column(file("dev"), "answer")?
+        .iter()
+        .map(|a| a.parse::<i64>())
+        .collect::<Result<Vec<_>, _>>()?;
+    // Difficulty 5's worked solutions outrun 96 tokens: cut, they would lose the format reward and teach brevity.
+    let grpo_train: Vec<_> = train[SFT_N..]
+        .iter()
+        .filter(|(_, r)| r.columns["difficulty"].as_i64() <= Some(4))
+        .cloned()
+        .collect();
+    let cat = "家には猫が2匹います。新しく3匹子猫が来ました。1匹は新しいおうちへ行きました。今、家に猫は何匹いますか？";
+
+    let mut model = Model::load(
+        "gemma3-270m",
+        &LoadOptions {
+            load_in_4bit: true,
+            ..Default::default()
+        },
+    )?;
+    let adapter = model.attach_lora(&LoraConfig {
+        r: 16,
+        lora_alpha: 32.0,
+        init_seed: 42,
+        ..Default::default()
+    })?;
+    let (base_right, _) = solve(&model, &dev_questions, &dev_answers)?;
+    println!("base model, dev accuracy: {}", rate(&base_right));
+
+    // Cold start: GRPO from the bare base. No completion is right, every group has zero reward std, so every
+    // advantage and gradient is zero and the adapter does not move.
+    let cold = grpo_trainer_from_rows(
+        &model,
+        &adapter,
+        &grpo_train,
+        &[],
+        rewards(),
+        &grpo_config("outputs/05_grpo/cold_start", 2),
+    )?
+    .train()?;
+    println!(
+        "cold start: frac_reward_zero_std {:?}",
+        cold.series("frac_reward_zero_std")
+    );
+
+    let sft_rows = worked_solution_rows(file("train"))?;
+    let sft_cfg = SftConfig {
+        args: TrainingArguments {
+            output_dir: "outputs/05_grpo/sft".into(),
+            learning_rate: 1e-3,
+            warmup_ratio: 0.1,
+            per_device_train_batch_size: 8,
+            max_steps: Some(SFT_STEPS),
+            logging_steps: 4,
+            seed: 42,
+            ..Default::default()
+        },
+        max_length: Some(256),
+        ..Default::default()
+    };
+    sft_trainer_from_rows(&model, &adapter, &sft_rows[..SFT_N], &[], &sft_cfg)?.train()?;
+    let (sft_right, _) = solve(&model, &dev_questions, &dev_answers)?;
+    println!("after SFT, dev accuracy: {}", rate(&sft_right));
+    let (_, cat_gens) = solve(&model, &[cat.to_string()], &[4])?;
+    println!("{cat}\n→ after SFT: {}", cat_gens[0].text.trim());
+
+    let out = grpo_trainer_from_rows(
+        &model,
+        &adapter,
+        &grpo_train,
+        &[],
+        rewards(),
+        &grpo_config("outputs/05_grpo/grpo", GRPO_STEPS),
+    )?
+    .train()?;
+    println!("GRPO reward by step: {:?}", out.series("rewards/accuracy/mean"));
+    let (grpo_right, _) = solve(&model, &dev_questions, &dev_answers)?;
+    println!("after SFT + GRPO, dev accuracy: {}", rate(&grpo_right));
+    let (_, cat_gens) = solve(&model, &[cat.to_string()], &[4])?;
+    println!("{cat}\n→ after SFT + GRPO: {}", cat_gens[0].text.trim());
+    Ok(())
+}
