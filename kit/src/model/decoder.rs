@@ -165,7 +165,10 @@ impl KvCache {
                     )?),
                 };
                 // (batch, kv_heads, len, head_dim): select along the batch.
-                layer.kv = Some((k.index_select(index, 0)?, v.index_select(index, 0)?));
+                layer.kv = Some((
+                    k.contiguous()?.index_select(index, 0)?,
+                    v.contiguous()?.index_select(index, 0)?,
+                ));
             }
         }
         self.key_mask = rows.iter().map(|&r| self.key_mask[r].clone()).collect();

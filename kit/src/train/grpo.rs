@@ -567,9 +567,11 @@ impl Grpo {
 /// A loss of 0 whose gradient is 0 for every LoRA weight, without a forward pass. AdamW must still see a zero
 /// gradient (its moments decay and keep moving the weights, as in TRL, where such a loss is computed), not none.
 fn zero_with_zero_gradients(adapter: &Adapter, device: &candle_core::Device) -> Result<Tensor> {
-    let mut loss = Tensor::zeros((), DType::F32, device)?;
+    // A product with a zero *tensor*: candle's backward drops a branch scaled by the constant 0.
+    let zero = Tensor::zeros((), DType::F32, device)?;
+    let mut loss = zero.clone();
     for v in adapter.vars() {
-        loss = (loss + (v.as_tensor().sum_all()?.to_dtype(DType::F32)? * 0.0)?)?;
+        loss = (loss + v.as_tensor().sum_all()?.to_dtype(DType::F32)?.mul(&zero)?)?;
     }
     Ok(loss)
 }
