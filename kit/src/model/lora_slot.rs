@@ -77,6 +77,33 @@ impl AdapterState {
         Ok(())
     }
 
+    /// Replace every A and B by a new `Var` holding `values[slot]` (a copy), e.g. to start another run from a
+    /// snapshot ([`crate::lora::Adapter::restore`]). The shapes must match the slots'.
+    pub fn set_weights(&self, values: &[(Tensor, Tensor)]) -> Result<()> {
+        let mut w = self.weights.write().unwrap_or_else(|e| e.into_inner());
+        if values.len() != w.len() {
+            return Err(Error::msg(format!(
+                "adapter snapshot holds {} layers, this adapter {}",
+                values.len(),
+                w.len()
+            )));
+        }
+        for (slot, ((a, b), (va, vb))) in w.iter_mut().zip(values).enumerate() {
+            if a.shape() != va.shape() || b.shape() != vb.shape() {
+                return Err(Error::msg(format!(
+                    "adapter snapshot slot {slot}: A {:?}, B {:?} where this adapter has A {:?}, B {:?}",
+                    va.dims(),
+                    vb.dims(),
+                    a.dims(),
+                    b.dims()
+                )));
+            }
+            *a = Var::from_tensor(&va.copy()?)?;
+            *b = Var::from_tensor(&vb.copy()?)?;
+        }
+        Ok(())
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
