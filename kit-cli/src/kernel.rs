@@ -4,15 +4,20 @@
 //! What `kit kernel install` does, and where:
 //! 1. finds `evcxr_jupyter` on PATH or in `~/.cargo/bin`, else runs `cargo install evcxr_jupyter --locked --version
 //!    0.22.0` (about 6 minutes, once);
-//! 2. writes `$KIT_HOME/evcxr/init.evcxr`: a shared build cache (`:cache`), so that after the first build every
-//!    notebook's `:dep kit` cell takes seconds, and two open notebooks do not collide. The start-up itself builds
-//!    nothing: evcxr runs init.evcxr before answering Jupyter, and a build of minutes there makes Jupyter give up on
-//!    the kernel (nbclient waits 60 s), so kit is added by each notebook's first cell instead;
-//! 3. registers the kernelspec "Rust (kit)" in Jupyter's user data dir (`kernels/kit/kernel.json`), which starts
-//!    evcxr with `EVCXR_CONFIG_DIR` pointing at that folder.
+//! 2. makes `$KIT_HOME/evcxr/` the kernel's evcxr config folder (an empty `init.evcxr`, so a personal evcxr set-up
+//!    does not change what the notebooks do);
+//! 3. registers the kernelspec "Rust (kit)" in Jupyter's user data dir (`kernels/kit/kernel.json`). It starts
+//!    `kit kernel start`, which takes a build folder `$KIT_HOME/evcxr-build/N` (the first one no other kernel holds,
+//!    locked for the kernel's life) and becomes `evcxr_jupyter` with `EVCXR_TMPDIR` set to it.
 //!
-//! The notebooks name this kernel ("kit") in their metadata; their first cell, `:dep kit = { path = "../kit" }`, works
-//! under evcxr's plain "rust" kernel too (as CI and Colab run them).
+//! Why a build folder of our own: evcxr otherwise builds every kernel in a new temporary folder, so each notebook
+//! opened rebuilds kit and candle (minutes), and its `:cache` never caches a path dependency such as kit. With a
+//! fixed folder the second notebook's `:dep kit` cell takes seconds. Two kernels must not share one (each writes
+//! its cells into the folder), hence one folder per running kernel. A new folder starts with this checkout's
+//! `Cargo.lock`, so notebooks build the crate versions the tests ran with.
+//!
+//! The notebooks name this kernel ("kit") in their metadata and CI runs them on it; their first cell,
+//! `:dep kit = { path = "../kit" }`, works under evcxr's plain "rust" kernel too (as the Colab flavours run them).
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -117,21 +122,16 @@ pub const KERNEL_BUILD_ENV: [(&str, &str); 3] = [
     ("CARGO_PROFILE_DEV_OVERFLOW_CHECKS", "false"),
 ];
 
-/// The start-up commands of the kit kernel: a 4 GiB build cache shared by every notebook. Nothing is built here
-/// (see the module docs); the notebooks' first cell adds kit.
+/// The start-up commands of the kit kernel: none. A `:dep` here would build before the kernel answers Jupyter (which
+/// gives up on a kernel after 60 s), and no `:cache` is needed: [`start`] gives each kernel a build folder that
+/// outlives it.
 pub fn init_evcxr() -> String {
-    ":cache 4096\n".to_string()
+    "// Start-up commands of the \"Rust (kit)\" kernel (kit kernel install). Notebooks add kit with their first cell.\n"
+        .to_string()
 }
 
-/// Install (or refresh) the "Rust (kit)" kernel.
-pub fn install() -> Result<KernelPaths> {
-    let evcxr = ensure_evcxr()?;
-    let kit_crate = kit_crate_dir();
-    let config_dir = kit::hub::kit_home().join("evcxr");
-    std::fs::create_dir_all(&config_dir).map_err(|e| Error::file(&config_dir, e))?;
-    kit::io::write_atomic(config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
-    let kernel_dir = jupyter_data_dir().join("kernels").join("kit");
-    std::fs::create_dir_all(&kernel_dir).map_err(|e| Error::file(&kernel_dir, e))?;
+/// The kernelspec of "Rust (kit)": `kit_exe kernel start` with evcxr's path, the config folder and the build settings.
+pub fn kernel_spec(kit_exe: &Path, evcxr: &Path, config_dir: &Path) -> serde_json::Value {
     let mut env = serde_json::json!({
         "EVCXR_CONFIG_DIR": config_dir.to_string_lossy(),
         "LD_LIBRARY_PATH": kernel_library_path().map(|p| p.to_string_lossy().to_string()).unwrap_or_default(),
@@ -139,13 +139,30 @@ pub fn install() -> Result<KernelPaths> {
     for (k, v) in KERNEL_BUILD_ENV {
         env[k] = v.into();
     }
-    let spec = serde_json::json!({
-        "argv": [evcxr.to_string_lossy(), "--control_file", "{connection_file}"],
+    serde_json::json!({
+        "argv": [
+            kit_exe.to_string_lossy(), "kernel", "start",
+            "--evcxr", evcxr.to_string_lossy(),
+            "--control_file", "{connection_file}",
+        ],
         "display_name": "Rust (kit)",
         "language": "rust",
         "interrupt_mode": "message",
         "env": env,
-    });
+    })
+}
+
+/// Install (or refresh) the "Rust (kit)" kernel.
+pub fn install() -> Result<KernelPaths> {
+    let evcxr = ensure_evcxr()?;
+    let kit_exe = std::env::current_exe().map_err(|e| Error::msg(format!("cannot find the kit binary: {e}")))?;
+    let kit_crate = kit_crate_dir();
+    let config_dir = kit::hub::kit_home().join("evcxr");
+    std::fs::create_dir_all(&config_dir).map_err(|e| Error::file(&config_dir, e))?;
+    kit::io::write_atomic(config_dir.join("init.evcxr"), init_evcxr().as_bytes())?;
+    let kernel_dir = jupyter_data_dir().join("kernels").join("kit");
+    std::fs::create_dir_all(&kernel_dir).map_err(|e| Error::file(&kernel_dir, e))?;
+    let spec = kernel_spec(&kit_exe, &evcxr, &config_dir);
     let kernel_json = kernel_dir.join("kernel.json");
     kit::io::write_atomic(&kernel_json, serde_json::to_string_pretty(&spec)?.as_bytes())?;
     Ok(KernelPaths {
@@ -154,6 +171,88 @@ pub fn install() -> Result<KernelPaths> {
         config_dir,
         kit_crate,
     })
+}
+
+/// How many kernels may run at once, each with a build folder of its own.
+pub const BUILD_SLOTS: usize = 8;
+
+/// The build folder of a kernel: `root/N` for the first N whose lock `root/N.lock` no running kernel holds. The
+/// returned file holds the lock (released when every process that inherited it has exited).
+pub fn claim_build_folder(root: &Path) -> Result<(PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(root).map_err(|e| Error::file(root, e))?;
+    for n in 0..BUILD_SLOTS {
+        let lock_path = root.join(format!("{n}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::file(&lock_path, e))?;
+        if try_lock(&lock) {
+            let dir = root.join(n.to_string());
+            std::fs::create_dir_all(&dir).map_err(|e| Error::file(&dir, e))?;
+            return Ok((dir, lock));
+        }
+    }
+    Err(Error::msg(format!(
+        "{BUILD_SLOTS} Rust (kit) kernels are already running (every build folder in {} is taken): close one",
+        root.display()
+    )))
+}
+
+#[cfg(unix)]
+fn try_lock(f: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows; no memory is passed.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_: &std::fs::File) -> bool {
+    true
+}
+
+/// Seed a new build folder with this checkout's `Cargo.lock` (evcxr writes its own crate there, so without a lock
+/// cargo would resolve the newest versions instead of the ones the tests ran with). An existing lock is kept.
+fn seed_lock_file(dir: &Path) -> Result<()> {
+    let ours = kit_crate_dir().join("..").join("Cargo.lock");
+    let theirs = dir.join("Cargo.lock");
+    if ours.is_file() && !theirs.exists() {
+        std::fs::copy(&ours, &theirs).map_err(|e| Error::file(&theirs, e))?;
+    }
+    Ok(())
+}
+
+/// `kit kernel start`: claim a build folder, then run `evcxr_jupyter` in it with `args` (the kernelspec's
+/// `--control_file FILE`). On Unix this process becomes evcxr (exec), keeping the folder's lock open.
+pub fn start(evcxr: &Path, args: &[String]) -> Result<()> {
+    let root = kit::hub::kit_home().join("evcxr-build");
+    let (dir, lock) = claim_build_folder(&root)?;
+    seed_lock_file(&dir)?;
+    let mut cmd = Command::new(evcxr);
+    cmd.args(args).env("EVCXR_TMPDIR", &dir);
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        // Keep the lock across exec: clear close-on-exec so evcxr inherits the locked descriptor.
+        // SAFETY: fcntl on a descriptor owned by `lock`, which stays open until exec.
+        unsafe { libc::fcntl(lock.as_raw_fd(), libc::F_SETFD, 0) };
+        let e = cmd.exec();
+        Err(Error::msg(format!("cannot start {}: {e}", evcxr.display())))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = cmd
+            .status()
+            .map_err(|e| Error::msg(format!("cannot start {}: {e}", evcxr.display())))?;
+        drop(lock);
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::msg(format!("evcxr_jupyter exited with {status}")))
+        }
+    }
 }
 
 /// `jupyter` on PATH, or in kit's own Python environment (created with pip on first use).
@@ -217,10 +316,66 @@ mod tests {
     }
 
     #[test]
-    fn init_file_sets_a_shared_cache_and_builds_nothing() {
-        // A `:dep` at start-up would build before the kernel answers Jupyter, which then gives up on it.
-        let s = init_evcxr();
-        assert_eq!(s, ":cache 4096\n");
-        assert!(!s.contains(":dep"));
+    fn kernel_spec_starts_kit_with_a_build_folder_and_the_release_settings() {
+        let spec = kernel_spec(
+            Path::new("/opt/kit"),
+            Path::new("/opt/evcxr_jupyter"),
+            Path::new("/home/k/evcxr"),
+        );
+        let argv: Vec<&str> = spec["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "/opt/kit",
+                "kernel",
+                "start",
+                "--evcxr",
+                "/opt/evcxr_jupyter",
+                "--control_file",
+                "{connection_file}"
+            ]
+        );
+        assert_eq!(spec["env"]["EVCXR_CONFIG_DIR"], "/home/k/evcxr");
+        assert_eq!(spec["env"]["CARGO_PROFILE_DEV_OPT_LEVEL"], "3");
+        // evcxr loads each cell as a library linked against Rust's std: the loader path must name its folder.
+        let libdir = std::path::PathBuf::from(
+            spec["env"]["LD_LIBRARY_PATH"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap(),
+        );
+        let has_std = std::fs::read_dir(&libdir)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"));
+        assert!(has_std, "no libstd-* in {}", libdir.display());
+        // The start-up commands build nothing (Jupyter gives up on a kernel that takes minutes to answer).
+        assert!(!init_evcxr().lines().any(|l| l.trim_start().starts_with(':')));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn running_kernels_get_different_build_folders_and_a_freed_one_is_reused() {
+        let root = std::env::temp_dir().join(format!("kit-kernel-slots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (a, lock_a) = claim_build_folder(&root).unwrap();
+        let (b, lock_b) = claim_build_folder(&root).unwrap();
+        assert_ne!(a, b);
+        assert!(a.is_dir() && b.is_dir());
+        drop(lock_a);
+        let (c, _lock_c) = claim_build_folder(&root).unwrap();
+        assert_eq!(
+            c, a,
+            "the folder of a kernel that exited is taken again (it holds the warm build)"
+        );
+        drop(lock_b);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

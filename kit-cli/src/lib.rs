@@ -68,6 +68,16 @@ pub enum Command {
 pub enum KernelCommand {
     /// Install evcxr_jupyter if missing and register the "Rust (kit)" kernel.
     Install,
+    /// Start the kernel (what Jupyter runs from the kernelspec): evcxr_jupyter in a build folder of its own.
+    #[command(hide = true)]
+    Start {
+        /// The evcxr_jupyter binary.
+        #[arg(long)]
+        evcxr: PathBuf,
+        /// Jupyter's connection file (passed on to evcxr).
+        #[arg(long = "control_file")]
+        control_file: PathBuf,
+    },
 }
 
 /// Run a parsed command line.
@@ -81,9 +91,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("start-up commands: {}", p.config_dir.join("init.evcxr").display());
             println!("kit crate: {}", p.kit_crate.display());
             println!(
-                "a notebook's first cell (`:dep kit = ...`) builds kit the first time (a few minutes); later notebooks reuse the build cache (seconds)"
+                "a notebook's first cell (`:dep kit = ...`) builds kit the first time (a few minutes); later notebooks reuse the build folder in {} (seconds)",
+                kit::hub::kit_home().join("evcxr-build").display()
             );
             Ok(())
+        }
+        Command::Kernel(KernelCommand::Start { evcxr, control_file }) => {
+            let args = [
+                "--control_file".to_string(),
+                control_file.to_string_lossy().into_owned(),
+            ];
+            Ok(kernel::start(&evcxr, &args)?)
         }
         Command::Notebook { dir } => Ok(kernel::notebook(&dir)?),
         Command::Sft(a) => train::sft(a).map(drop).map_err(Into::into),

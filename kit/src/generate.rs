@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::model::{KvCache, Model};
 use crate::sampling::{token_logprob, Sampler, SamplingParams};
+use crate::smoke::{smoke_cap, SMOKE};
 use crate::tokenizer::Message;
 use crate::{Error, Result};
 
@@ -142,6 +143,11 @@ impl Model {
             .iter()
             .map(|p| self.prompt_ids(p.as_ref(), cfg.chat))
             .collect::<Result<_>>()?;
+        // The CI smoke mode writes a few tokens per row (see `crate::smoke`).
+        let cfg = &GenerationConfig {
+            max_new_tokens: smoke_cap(cfg.max_new_tokens, SMOKE.max_new_tokens),
+            ..cfg.clone()
+        };
         self.generate_ids(&ids, cfg, &mut on_text).map(|rows| {
             rows.into_iter()
                 .zip(prompts)

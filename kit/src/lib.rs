@@ -31,6 +31,7 @@ pub mod quant;
 pub mod rewards;
 pub mod sampling;
 pub mod score;
+pub mod smoke;
 pub mod system;
 pub mod tokenizer;
 pub mod train;
@@ -54,13 +55,14 @@ pub mod prelude {
     pub use crate::lora::{merge as merge_adapter, Adapter, LoraConfig, TargetModules};
     pub use crate::memory::{MemoryPlan, ModelShape};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
-    pub use crate::notebook::{smoke_mode, Chart, Table};
+    pub use crate::notebook::{Chart, Table};
     pub use crate::rewards::{
         exact_answer_reward, format_reward, japanese_ratio_reward, length_reward, reward_fn, RewardFunction,
         RewardInput,
     };
     pub use crate::sampling::SamplingParams;
     pub use crate::score::TokenLogProb;
+    pub use crate::smoke::{smoke_mode, smoke_take};
     pub use crate::system::{current_memory_gib, peak_memory_gib, Machine};
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{dpo_trainer_from_rows, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference};

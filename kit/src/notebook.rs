@@ -10,15 +10,7 @@ use crate::metrics::Metrics;
 use crate::plot::{line_chart_png, line_chart_svg, metric_lines, Series};
 use crate::Result;
 
-/// The environment variable of the CI smoke mode: when it is `1`, notebooks shorten their loops (a few steps, a few
-/// prompts) so that CI checks every cell runs without spending the minutes a full run takes.
-pub const SMOKE_ENV: &str = "KIT_SMOKE";
-
-/// Whether this run is the CI smoke mode (`KIT_SMOKE=1`): `let steps = if smoke_mode() { 2 } else { 64 };`.
-/// Committed notebook outputs come from full runs, never from this mode.
-pub fn smoke_mode() -> bool {
-    std::env::var(SMOKE_ENV).is_ok_and(|v| v == "1")
-}
+pub use crate::smoke::{smoke_mode, smoke_take, SMOKE_ENV};
 
 /// Send `content` of MIME type `mime` to the notebook (evcxr's protocol: marked blocks on stdout).
 pub fn display(mime: &str, content: &str) {

@@ -9,6 +9,7 @@ once per session, sends each `%%rust` cell to it, and shows what comes back: pri
     %%rust
     println!("hello from Rust");
 """
+import atexit
 import queue
 
 from IPython.display import display
@@ -27,7 +28,18 @@ def _client():
 
         km, kc = start_new_kernel(kernel_name="rust", startup_timeout=120)
         _kernel = (km, kc)
+        # The Rust kernel is this process's child: shut it down when the Python kernel exits, or it outlives it.
+        atexit.register(_shutdown)
     return _kernel[1]
+
+
+def _shutdown():
+    global _kernel
+    if _kernel is not None:
+        km, kc = _kernel
+        _kernel = None
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def run_rust(code, timeout=3600):
@@ -68,9 +80,4 @@ def load_ipython_extension(ipython):
 
 
 def unload_ipython_extension(ipython):
-    global _kernel
-    if _kernel is not None:
-        km, kc = _kernel
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-        _kernel = None
+    _shutdown()

@@ -6,4 +6,5 @@ mod common;
 mod data_cli;
 mod notebooks;
 mod quickstart;
+mod smoke_mode;
 mod trainer_cli;

@@ -1,11 +1,12 @@
-//! Every notebook in `notebooks/` runs top to bottom under the Rust (evcxr) kernel with no error, no panic and nothing
-//! on stderr (evcxr reports a panic or a `?` error as success, so `.ci/run_notebooks.py` checks the outputs).
+//! Every notebook in `notebooks/` runs top to bottom under the "Rust (kit)" kernel that `kit kernel install`
+//! registers, with no error, no panic and nothing on stderr (evcxr reports a panic or a `?` error as success, so
+//! `.ci/run_notebooks.py` checks the outputs).
 //!
 //! Needs evcxr_jupyter (installed with cargo on first use, ~6 min) and Python 3 with nbclient (installed into
-//! `$KIT_HOME/nb-venv` on first use). The first notebook builds kit inside evcxr (a few minutes, once per build
-//! folder); the build folder is `$KIT_HOME/evcxr-build`, shared by the notebooks, which run one after another.
-//! They run in the smoke mode (`KIT_SMOKE=1`, see `kit::notebook::smoke_mode`): a few training steps each, so this
-//! checks that every cell runs, not the outcomes; those are in the committed outputs of full runs.
+//! `$KIT_HOME/nb-venv` on first use). The kernel builds in `$KIT_HOME/evcxr-build/N` (see `kit_cli::kernel`): the
+//! first notebook builds kit there (a few minutes, once per machine), the others reuse it. They run one after
+//! another in the smoke mode (`KIT_SMOKE=1`, see `kit::notebook::smoke`): one training step, a few rows and tokens,
+//! so this checks that every cell runs, not the outcomes; those are in the committed outputs of full runs.
 use crate::common;
 
 use std::path::PathBuf;
@@ -43,23 +44,26 @@ fn python_with_nbclient() -> PathBuf {
 
 #[test]
 fn every_notebook_runs_without_errors() {
-    let evcxr = kit_cli::kernel::ensure_evcxr().expect("evcxr_jupyter");
-    // Registers the kernelspec "rust" that the notebooks name.
-    let out = Command::new(&evcxr)
-        .arg("--install")
+    // The kernel a user installs, registered in a Jupyter data folder of this test's own.
+    let jupyter_data = common::temp_dir("jupyter-data");
+    let out = Command::new(env!("CARGO_BIN_EXE_kit"))
+        .args(["kernel", "install"])
+        .env("JUPYTER_DATA_DIR", &jupyter_data)
         .output()
-        .expect("evcxr_jupyter --install");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        .expect("kit kernel install");
+    assert!(
+        out.status.success(),
+        "kit kernel install: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let py = python_with_nbclient();
 
     let notebooks = ipynb_files(&repo().join("notebooks"));
     assert!(notebooks.len() >= 2, "no notebooks found");
 
-    let build = kit::hub::kit_home().join("evcxr-build");
-    let config = common::temp_dir("evcxr-config"); // empty: no personal init.evcxr
-    std::fs::create_dir_all(&build).unwrap();
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("notebooks-out");
-    let run = |notebooks: &[PathBuf], extra: &[&str]| {
+    let run = |notebooks: &[PathBuf], extra: &[&str], envs: &[(&str, std::ffi::OsString)]| {
         let bin = py.parent().unwrap().to_path_buf();
         let path = std::env::join_paths(
             [bin]
@@ -68,37 +72,43 @@ fn every_notebook_runs_without_errors() {
         )
         .unwrap();
         Command::new(&py)
-            .envs(kit_cli::kernel::KERNEL_BUILD_ENV)
             .arg(repo().join(".ci/run_notebooks.py"))
             .arg(&out_dir)
             .args(notebooks)
             .args(["--timeout", "1800"])
             .args(extra)
-            // The CI smoke mode: notebooks shorten their training loops (committed outputs come from full runs).
+            // The CI smoke mode: notebooks shorten their loops (committed outputs come from full runs).
             .env(kit::notebook::SMOKE_ENV, "1")
-            .env("EVCXR_TMPDIR", &build)
-            .env("EVCXR_CONFIG_DIR", &config)
             .env("PATH", path)
-            .env(
-                "LD_LIBRARY_PATH",
-                kit_cli::kernel::kernel_library_path().expect("rustc --print target-libdir"),
-            )
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .status()
             .expect("run_notebooks.py")
             .success()
     };
-    // The notebooks name the "Rust (kit)" kernel of `kit kernel install`; CI runs them under plain evcxr ("rust",
-    // registered above) with one fixed build folder, which is faster than the kit kernel's `:cache` here. Both start
-    // with the same `:dep kit` cell, so the code is the same.
+    // Each notebook on the kernel its metadata names ("kit"), as a student's Jupyter starts it.
     assert!(
-        run(&notebooks, &["--kernel", "rust"]),
+        run(
+            &notebooks,
+            &[],
+            &[("JUPYTER_DATA_DIR", jupyter_data.clone().into_os_string())]
+        ),
         "some notebooks failed; executed copies are in {}",
         out_dir.display()
     );
-    // The Colab flavour of the first notebook under the Python kernel: the %%rust bridge end to end.
+
+    // The Colab flavour of the first notebook under the Python kernel: the %%rust bridge end to end. Its setup cell
+    // registers evcxr's plain "rust" kernel; it builds in a kit kernel's build folder (claimed, so no running kit
+    // kernel shares it), with the kit kernel's settings, as a warm Colab runtime would.
+    let (build, _lock) = kit_cli::kernel::claim_build_folder(&kit::hub::kit_home().join("evcxr-build")).unwrap();
+    let config = common::temp_dir("evcxr-config"); // empty: no personal init.evcxr
+    let mut envs: Vec<(&str, std::ffi::OsString)> = vec![
+        ("EVCXR_TMPDIR", build.into_os_string()),
+        ("EVCXR_CONFIG_DIR", config.into_os_string()),
+    ];
+    envs.extend(kit_cli::kernel::KERNEL_BUILD_ENV.iter().map(|(k, v)| (*k, v.into())));
     let colab = ipynb_files(&repo().join("notebooks").join("colab"));
     assert!(
-        run(&colab[..1], &["--kernel", "python3"]),
+        run(&colab[..1], &["--kernel", "python3"], &envs),
         "the Colab flavour failed under the Python kernel; executed copy in {}",
         out_dir.display()
     );

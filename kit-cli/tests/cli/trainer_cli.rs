@@ -104,9 +104,72 @@ fn defaults_are_trls() {
     assert_eq!((d.beta, d.args.learning_rate), (0.1, 1e-6));
 }
 
+/// The `kit sft|dpo|grpo|reward ...` lines of the README's shell block, continuation lines joined.
+fn readme_command_lines() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let joined = readme.replace("\\\n", " ");
+    joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            ["kit sft ", "kit dpo ", "kit grpo ", "kit reward "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| l.split_whitespace().skip(1).map(String::from).collect())
+        .collect()
+}
+
+/// `value` as the command line spells it, compared with a config's JSON value.
+fn same_value(json: &serde_json::Value, flag_value: &str) -> bool {
+    match json {
+        serde_json::Value::Number(n) => flag_value.parse::<f64>().is_ok_and(|v| Some(v) == n.as_f64()),
+        serde_json::Value::String(s) => s == flag_value,
+        serde_json::Value::Bool(b) => flag_value.parse::<bool>().is_ok_and(|v| v == *b),
+        _ => false,
+    }
+}
+
 #[test]
-fn the_notebooks_command_line_parses() {
-    // notebooks/03_dpo.ipynb and lessons/03_dpo.md show this line.
+fn the_readmes_command_lines_parse_and_set_their_fields() {
+    let lines = readme_command_lines();
+    assert_eq!(lines.len(), 4, "the README shows one line per trainer: {lines:?}");
+    for line in lines {
+        let args: Vec<&str> = line.iter().map(String::as_str).collect();
+        let config = match try_parse(&args) {
+            Ok(Command::Sft(a)) => serde_json::to_value(a.config().unwrap()),
+            Ok(Command::Dpo(a)) => serde_json::to_value(a.config().unwrap()),
+            Ok(Command::Grpo(a)) => serde_json::to_value(a.config().unwrap()),
+            Ok(Command::Reward(a)) => serde_json::to_value(a.config().unwrap()),
+            Ok(_) => unreachable!(),
+            Err(e) => panic!("README line `kit {}`: {e}", line.join(" ")),
+        }
+        .unwrap();
+        // Every trainer setting on the line (flags with a value) lands in its field; the model, data and reward
+        // flags are not config fields.
+        let mut checked = 0;
+        for pair in args.windows(2) {
+            let (Some(key), value) = (pair[0].strip_prefix("--"), pair[1]) else {
+                continue;
+            };
+            if value.starts_with("--") {
+                continue;
+            }
+            if let Some(field) = config.get(key) {
+                assert!(
+                    same_value(field, value),
+                    "README `kit {}`: {key} is {field}, not {value}",
+                    line.join(" ")
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 1, "README `kit {}` sets no trainer setting", line.join(" "));
+    }
+}
+
+#[test]
+fn a_full_dpo_command_line_sets_every_field() {
     let cfg = dpo(&[
         "--model_name_or_path",
         "gemma3-270m",

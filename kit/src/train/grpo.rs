@@ -629,6 +629,7 @@ pub fn grpo_trainer_from_rows<'a>(
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
 ) -> Result<Trainer<'a, Grpo>> {
+    let cfg = &cfg.smoke_capped();
     let train = prepare(model, train, cfg)?;
     let eval = prepare(model, eval, cfg)?;
     let grpo = Grpo::new(model, cfg.clone(), reward_funcs)?;

@@ -1,4 +1,5 @@
 //! GRPO's settings, named and defaulted as TRL's `GRPOConfig` (the method itself is in `grpo.rs`).
+use crate::smoke::{smoke_mode, SMOKE};
 use serde::{Deserialize, Serialize};
 
 use super::TrainingArguments;
@@ -114,6 +115,23 @@ pub struct GrpoConfig {
     pub chat: bool,
     /// Skip malformed rows (reporting how many) instead of stopping at the first (kit's own).
     pub skip_invalid_rows: bool,
+}
+
+impl GrpoConfig {
+    /// This config, or in the CI smoke mode its cut-down form: [`SMOKE`]'s completions per prompt, each at most
+    /// [`SMOKE`]'s new tokens, for as many prompts per step as before (see [`crate::smoke`]).
+    pub fn smoke_capped(&self) -> GrpoConfig {
+        if !smoke_mode() {
+            return self.clone();
+        }
+        let g = self.num_generations.min(SMOKE.num_generations);
+        let prompts = (self.args.per_device_train_batch_size / self.num_generations.max(1)).max(1);
+        let mut cfg = self.clone();
+        cfg.num_generations = g;
+        cfg.max_completion_length = self.max_completion_length.min(SMOKE.max_new_tokens);
+        cfg.args.per_device_train_batch_size = prompts * g;
+        cfg
+    }
 }
 
 impl Default for GrpoConfig {

@@ -15,6 +15,7 @@ use super::{micro_batch_weight, Objective, StepInfo, TrainOutput, TrainingArgume
 use crate::lora::Adapter;
 use crate::metrics::{Metrics, MetricsLog};
 use crate::model::Model;
+use crate::smoke::{smoke_cap, smoke_eval_rows, SMOKE};
 use crate::{Error, Result};
 
 /// A run: model + adapter + objective + data + arguments + callbacks.
@@ -86,7 +87,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
         }
     }
 
-    pub fn with_data(mut self, train: Vec<O::Example>, eval: Vec<O::Example>) -> Self {
+    /// The training and held-out examples (in the CI smoke mode, at most [`SMOKE`]'s `eval_rows` of the held-out
+    /// ones: see [`crate::smoke`]).
+    pub fn with_data(mut self, train: Vec<O::Example>, mut eval: Vec<O::Example>) -> Self {
+        eval.truncate(smoke_eval_rows(&eval).len());
         self.train_data = train;
         self.eval_data = eval;
         self
@@ -238,6 +242,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
             .max_steps
             .unwrap_or_else(|| (args.num_train_epochs * self.train_data.len() as f64 / per_step as f64).ceil() as usize)
             .max(1);
+        // The CI smoke mode runs one step (see `crate::smoke`).
+        let total_steps = smoke_cap(total_steps, SMOKE.max_steps);
         let plan = Plan {
             micro_batch,
             per_step,

@@ -169,12 +169,16 @@ fn accumulated_run(
         .with_data(data.to_vec(), vec![])
         .train()
         .unwrap();
-    let weights = adapter
+    (losses(&out.log_history), adapter_weights(&adapter))
+}
+
+/// Every LoRA weight of `adapter`, flattened in slot order.
+fn adapter_weights(adapter: &Adapter) -> Vec<f32> {
+    adapter
         .vars()
         .iter()
         .flat_map(|v| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
-        .collect();
-    (losses(&out.log_history), weights)
+        .collect()
 }
 
 #[test]
@@ -183,6 +187,10 @@ fn accumulation_equals_one_big_batch() {
     let data = examples(8, 9);
     let (_, big) = accumulated_run(&data, 4, 1, 1, "accum-big");
     let (_, small) = accumulated_run(&data, 2, 2, 1, "accum-small");
+    // Both runs start from the same seeded adapter; equal weights mean something only if the step moved them.
+    let start = adapter_weights(&setup_with_dropout(0.0).1);
+    let moved = big.iter().zip(&start).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(moved > 1e-4, "the step did not move the adapter (max |Δw| {moved})");
     let max = big.iter().zip(&small).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(max < 1e-6, "max difference {max}");
 }
