@@ -2,8 +2,9 @@
 //!
 //! CI executes each notebook to prove that its cells run; the outcomes are in the committed outputs of full runs.
 //! Rather than each notebook shortening each loop by hand, the library caps what costs time when the mode is on:
-//! - a training run takes at most [`SMOKE.max_steps`](Smoke::max_steps) optimizer steps, and evaluates (when its
-//!   arguments ask) on at most [`SMOKE.eval_rows`](Smoke::eval_rows) held-out examples;
+//! - a training run takes at most [`SMOKE.max_steps`](Smoke::max_steps) optimizer steps of at most
+//!   [`SMOKE.train_batch`](Smoke::train_batch) examples (no accumulation), and evaluates (when its arguments ask) on
+//!   at most [`SMOKE.eval_rows`](Smoke::eval_rows) held-out examples;
 //! - generation (`Model::generate`, `generate_stream`) writes at most [`SMOKE.max_new_tokens`](Smoke::max_new_tokens)
 //!   tokens per row;
 //! - GRPO samples [`SMOKE.num_generations`](Smoke::num_generations) completions per prompt, each at most
@@ -20,6 +21,7 @@ pub const SMOKE_ENV: &str = "KIT_SMOKE";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Smoke {
     pub max_steps: usize,
+    pub train_batch: usize,
     pub eval_rows: usize,
     pub max_new_tokens: usize,
     pub num_generations: usize,
@@ -28,6 +30,7 @@ pub struct Smoke {
 /// The caps the smoke mode applies.
 pub const SMOKE: Smoke = Smoke {
     max_steps: 1,
+    train_batch: 2,
     eval_rows: 8,
     max_new_tokens: 24,
     num_generations: 2,
@@ -53,6 +56,12 @@ pub fn smoke_take<T>(rows: Vec<T>, n: usize) -> Vec<T> {
 /// The held-out rows a trainer evaluates on: at most [`SMOKE`]'s `eval_rows` in the smoke mode.
 pub fn smoke_eval_rows<T>(rows: &[T]) -> &[T] {
     &rows[..smoke_cap(rows.len(), SMOKE.eval_rows)]
+}
+
+/// The training rows a trainer scores ahead of training (DPO's reference pass): in the smoke mode, only as many as
+/// its one step uses.
+pub fn smoke_train_rows<T>(rows: &[T]) -> &[T] {
+    &rows[..smoke_cap(rows.len(), SMOKE.max_steps * SMOKE.train_batch)]
 }
 
 fn cap_when(on: bool, value: usize, cap: usize) -> usize {

@@ -5,6 +5,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::optim::{SchedulerType, POLYNOMIAL_LR_END};
+use crate::smoke::{smoke_mode, SMOKE};
 
 /// Every field is a `kit sft|dpo|grpo|reward` flag of the same name; a field's doc is that flag's help text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +125,20 @@ impl Default for TrainingArguments {
 }
 
 impl TrainingArguments {
+    /// These arguments, or in the CI smoke mode a run of [`SMOKE`]'s steps of its batch size, with no accumulation
+    /// (see [`crate::smoke`]). The trainer applies it; outside the smoke mode it changes nothing.
+    pub fn smoke_capped(self) -> TrainingArguments {
+        if !smoke_mode() {
+            return self;
+        }
+        TrainingArguments {
+            max_steps: Some(self.max_steps.map_or(SMOKE.max_steps, |n| n.min(SMOKE.max_steps))),
+            per_device_train_batch_size: self.per_device_train_batch_size.min(SMOKE.train_batch),
+            gradient_accumulation_steps: 1,
+            ..self
+        }
+    }
+
     pub fn warmup(&self, total: usize) -> usize {
         if self.warmup_steps > 0 {
             self.warmup_steps

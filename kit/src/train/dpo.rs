@@ -22,7 +22,7 @@ use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch}
 use crate::lora::Adapter;
 use crate::loss::log_sigmoid;
 use crate::model::Model;
-use crate::smoke::smoke_eval_rows;
+use crate::smoke::{smoke_eval_rows, smoke_train_rows};
 use crate::{Error, Result};
 
 /// TRL's DPO `loss_type` values that kit implements (TRL's spelling).
@@ -403,8 +403,8 @@ pub fn dpo_trainer_from_rows<'a>(
     eval: &[(Origin, PreferenceRow)],
     cfg: &DpoConfig,
 ) -> Result<Trainer<'a, Dpo>> {
-    let mut train = prepare(model, train, cfg)?;
     // Capped here, before the reference scores them, in the CI smoke mode (see `crate::smoke`).
+    let mut train = prepare(model, smoke_train_rows(train), cfg)?;
     let mut eval = prepare(model, smoke_eval_rows(eval), cfg)?;
     let dpo = Dpo::new(model, cfg.clone());
     if cfg.precompute_ref_log_probs || cfg.reference == DpoReference::Initial {

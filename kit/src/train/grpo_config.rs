@@ -118,18 +118,16 @@ pub struct GrpoConfig {
 }
 
 impl GrpoConfig {
-    /// This config, or in the CI smoke mode its cut-down form: [`SMOKE`]'s completions per prompt, each at most
-    /// [`SMOKE`]'s new tokens, for as many prompts per step as before (see [`crate::smoke`]).
+    /// This config, or in the CI smoke mode its cut-down form: one prompt per step with [`SMOKE`]'s completions,
+    /// each at most [`SMOKE`]'s new tokens (see [`crate::smoke`]).
     pub fn smoke_capped(&self) -> GrpoConfig {
         if !smoke_mode() {
             return self.clone();
         }
-        let g = self.num_generations.min(SMOKE.num_generations);
-        let prompts = (self.args.per_device_train_batch_size / self.num_generations.max(1)).max(1);
         let mut cfg = self.clone();
-        cfg.num_generations = g;
+        cfg.num_generations = self.num_generations.min(SMOKE.num_generations);
         cfg.max_completion_length = self.max_completion_length.min(SMOKE.max_new_tokens);
-        cfg.args.per_device_train_batch_size = prompts * g;
+        cfg.args.per_device_train_batch_size = cfg.num_generations;
         cfg
     }
 }

@@ -15,7 +15,7 @@ use super::{micro_batch_weight, Objective, StepInfo, TrainOutput, TrainingArgume
 use crate::lora::Adapter;
 use crate::metrics::{Metrics, MetricsLog};
 use crate::model::Model;
-use crate::smoke::{smoke_cap, smoke_eval_rows, SMOKE};
+use crate::smoke::smoke_eval_rows;
 use crate::{Error, Result};
 
 /// A run: model + adapter + objective + data + arguments + callbacks.
@@ -71,6 +71,7 @@ struct Accumulated {
 
 impl<'a, O: Objective> Trainer<'a, O> {
     pub fn new(model: &'a Model, adapter: &'a Adapter, objective: O, args: TrainingArguments) -> Self {
+        let args = args.smoke_capped();
         let mut callbacks: Vec<Box<dyn TrainerCallback + 'a>> = vec![];
         if !args.disable_tqdm {
             callbacks.push(Box::new(PrintProgress));
@@ -242,8 +243,6 @@ impl<'a, O: Objective> Trainer<'a, O> {
             .max_steps
             .unwrap_or_else(|| (args.num_train_epochs * self.train_data.len() as f64 / per_step as f64).ceil() as usize)
             .max(1);
-        // The CI smoke mode runs one step (see `crate::smoke`).
-        let total_steps = smoke_cap(total_steps, SMOKE.max_steps);
         let plan = Plan {
             micro_batch,
             per_step,
