@@ -63,32 +63,34 @@ fn every_notebook_runs_without_errors() {
     assert!(notebooks.len() >= 2, "no notebooks found");
 
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("notebooks-out");
-    let run = |notebooks: &[PathBuf], extra: &[&str], envs: &[(&str, std::ffi::OsString)]| {
-        let bin = py.parent().unwrap().to_path_buf();
-        let path = std::env::join_paths(
-            [bin]
-                .into_iter()
-                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-        )
-        .unwrap();
-        Command::new(&py)
-            .arg(repo().join(".ci/run_notebooks.py"))
-            .arg(&out_dir)
-            .args(notebooks)
-            .args(["--timeout", "1800"])
-            .args(extra)
-            // The CI smoke mode: notebooks shorten their loops (committed outputs come from full runs).
-            .env(kit::notebook::SMOKE_ENV, "1")
-            .env("PATH", path)
-            .envs(envs.iter().map(|(k, v)| (k, v)))
-            .status()
-            .expect("run_notebooks.py")
-            .success()
-    };
+    let run =
+        |notebooks: &[PathBuf], out_dir: &std::path::Path, extra: &[&str], envs: &[(&str, std::ffi::OsString)]| {
+            let bin = py.parent().unwrap().to_path_buf();
+            let path = std::env::join_paths(
+                [bin]
+                    .into_iter()
+                    .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+            )
+            .unwrap();
+            Command::new(&py)
+                .arg(repo().join(".ci/run_notebooks.py"))
+                .arg(out_dir)
+                .args(notebooks)
+                .args(["--timeout", "1800"])
+                .args(extra)
+                // The CI smoke mode: notebooks shorten their loops (committed outputs come from full runs).
+                .env(kit::notebook::SMOKE_ENV, "1")
+                .env("PATH", path)
+                .envs(envs.iter().map(|(k, v)| (k, v)))
+                .status()
+                .expect("run_notebooks.py")
+                .success()
+        };
     // Each notebook on the kernel its metadata names ("kit"), as a student's Jupyter starts it.
     assert!(
         run(
             &notebooks,
+            &out_dir,
             &[],
             &[("JUPYTER_DATA_DIR", jupyter_data.clone().into_os_string())]
         ),
@@ -107,10 +109,11 @@ fn every_notebook_runs_without_errors() {
     ];
     envs.extend(kit_cli::kernel::KERNEL_BUILD_ENV.iter().map(|(k, v)| (*k, v.into())));
     let colab = ipynb_files(&repo().join("notebooks").join("colab"));
+    let colab_out = out_dir.join("colab");
     assert!(
-        run(&colab[..1], &["--kernel", "python3"], &envs),
+        run(&colab[..1], &colab_out, &["--kernel", "python3"], &envs),
         "the Colab flavour failed under the Python kernel; executed copy in {}",
-        out_dir.display()
+        colab_out.display()
     );
 }
 

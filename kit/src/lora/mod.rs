@@ -16,7 +16,7 @@ use crate::{Error, Result};
 mod config;
 mod peft;
 
-pub use crate::model::lora_slot::{renewed, AdapterState, LoraLayer};
+pub use crate::model::lora_slot::{renewed, AdapterMode, AdapterState, LoraLayer, ModeGuard};
 pub use config::{matches_name, LoraConfig, OneOrMany, Patterns, TargetModules};
 pub use peft::{load, load_into};
 
@@ -110,13 +110,44 @@ impl Adapter {
 
     /// Run `f` with the adapter switched off (the reference model of DPO and GRPO), then restore it.
     pub fn with_disabled<T>(&self, f: impl FnOnce() -> T) -> T {
-        let was = self.is_enabled();
-        self.disable();
-        let out = f();
-        if was {
-            self.enable();
-        }
-        out
+        let _off = self.scoped(AdapterMode {
+            enabled: false,
+            ..self.mode()
+        });
+        f()
+    }
+
+    /// The adapter's switches (on/off, training, exact).
+    pub fn mode(&self) -> AdapterMode {
+        self.state.mode()
+    }
+
+    /// Run in `mode` until the returned guard is dropped; then the mode before comes back, whatever way the scope
+    /// is left (`?`, a panic). Every temporary mode in kit is set this way, so that a failed `train()` in a notebook
+    /// does not leave the adapter training (graphs, exact kernels and dropout in the next `generate`).
+    pub fn scoped(&self, mode: AdapterMode) -> ModeGuard<'_> {
+        self.state.scoped(mode)
+    }
+
+    /// Training mode for a scope (see [`Adapter::set_training`] and [`Adapter::scoped`]).
+    pub fn training_scope(&self) -> ModeGuard<'_> {
+        self.scoped(AdapterMode {
+            training: true,
+            ..self.mode()
+        })
+    }
+
+    /// Inference mode for a scope: no gradients, no dropout (e.g. scoring or sampling inside a training step).
+    pub fn inference_scope(&self) -> ModeGuard<'_> {
+        self.scoped(AdapterMode {
+            training: false,
+            ..self.mode()
+        })
+    }
+
+    /// Exact products, or not, for a scope (see [`Adapter::set_exact`]).
+    pub fn exact_scope(&self, exact: bool) -> ModeGuard<'_> {
+        self.scoped(AdapterMode { exact, ..self.mode() })
     }
 
     /// Every trainable tensor (A and B of each layer).

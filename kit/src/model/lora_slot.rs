@@ -29,6 +29,30 @@ pub struct AdapterState {
     weights: RwLock<Vec<(Var, Var)>>,
 }
 
+/// An adapter's switches: on or off (the base model), training (gradients, dropout, exact products), exact (exact
+/// products without training).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterMode {
+    pub enabled: bool,
+    pub training: bool,
+    pub exact: bool,
+}
+
+/// While alive, an adapter runs in the mode a scope asked for ([`AdapterState::scoped`]); dropped, it restores the
+/// mode the adapter had before.
+#[must_use = "the mode is restored as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct ModeGuard<'a> {
+    state: &'a AdapterState,
+    previous: AdapterMode,
+}
+
+impl Drop for ModeGuard<'_> {
+    fn drop(&mut self) {
+        self.state.set_mode(self.previous);
+    }
+}
+
 impl AdapterState {
     /// Enabled, not training, dropout stream seeded from `seed`, no weights yet.
     pub fn new(seed: u64) -> Self {
@@ -127,6 +151,30 @@ impl AdapterState {
 
     pub fn set_exact(&self, exact: bool) {
         self.exact.store(exact, Ordering::Relaxed);
+    }
+
+    /// The three switches together.
+    pub fn mode(&self) -> AdapterMode {
+        AdapterMode {
+            enabled: self.is_enabled(),
+            training: self.is_training(),
+            exact: self.exact.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Set the three switches together.
+    pub fn set_mode(&self, mode: AdapterMode) {
+        self.set_enabled(mode.enabled);
+        self.set_training(mode.training);
+        self.set_exact(mode.exact);
+    }
+
+    /// Set `mode` until the returned guard is dropped, then restore the mode there was before, also when the scope
+    /// is left through `?` or a panic.
+    pub fn scoped(&self, mode: AdapterMode) -> ModeGuard<'_> {
+        let previous = self.mode();
+        self.set_mode(mode);
+        ModeGuard { state: self, previous }
     }
 
     /// Restart the dropout masks' random stream from `seed`.

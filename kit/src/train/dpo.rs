@@ -199,11 +199,11 @@ impl Dpo {
     /// graph.
     pub fn policy_logps(&self, model: &Model, adapter: &Adapter, pairs: &[&PairExample]) -> Result<Vec<(f32, f32)>> {
         let batch = self.batch(model, pairs)?;
-        let was_training = adapter.is_training();
-        adapter.set_training(false);
-        let seq = token_scores(&model.decoder, &batch).and_then(|s| sequence_logps(&s.logps.detach(), &batch.mask));
-        adapter.set_training(was_training);
-        let v = seq?.to_vec1::<f32>()?;
+        let v = {
+            let _inference = adapter.inference_scope();
+            let seq = token_scores(&model.decoder, &batch)?;
+            sequence_logps(&seq.logps.detach(), &batch.mask)?.to_vec1::<f32>()?
+        };
         let n = pairs.len();
         Ok((0..n).map(|i| (v[i], v[n + i])).collect())
     }

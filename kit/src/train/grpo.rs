@@ -296,11 +296,10 @@ impl Grpo {
                 .wrapping_add((at.step * 1009 + at.micro) as u64),
             ..Default::default()
         };
-        let was_training = adapter.is_training();
-        adapter.set_training(false);
-        let gens = model.generate_ids(&ids, &gen_cfg, &mut |_| {});
-        adapter.set_training(was_training);
-        let gens = gens?;
+        let gens = {
+            let _inference = adapter.inference_scope();
+            model.generate_ids(&ids, &gen_cfg, &mut |_| {})?
+        };
         let texts: Vec<String> = gens.iter().map(|x| x.text.clone()).collect();
         let prompt_texts: Vec<String> = prompts
             .iter()
@@ -380,11 +379,12 @@ impl Grpo {
     fn freeze_old_logps(&self, model: &Model, adapter: &Adapter, r: &mut Rollout) -> Result<()> {
         let refs: Vec<&Tokenized> = r.seqs.iter().collect();
         let batch = collate(&refs, self.pad_token_id, model.device())?;
-        let was_training = adapter.is_training();
-        adapter.set_training(false);
-        let s = token_scores_at(&model.decoder, &batch, self.cfg.temperature);
-        adapter.set_training(was_training);
-        r.old_logps = Some(s?.logps.detach());
+        let _inference = adapter.inference_scope();
+        r.old_logps = Some(
+            token_scores_at(&model.decoder, &batch, self.cfg.temperature)?
+                .logps
+                .detach(),
+        );
         Ok(())
     }
 

@@ -183,10 +183,10 @@ impl Objective for RewardTraining {
             .collect();
         let batch = collate(&seqs, self.pad_token_id, model.device())?;
         // Held-out pairs are scored exactly, as in training and as `RewardModel` scores (see `Adapter::set_exact`).
-        adapter.set_exact(at.eval);
-        let r = self.head.rewards(model, &batch);
-        adapter.set_exact(false);
-        let r = r?;
+        let r = {
+            let _exact = adapter.exact_scope(at.eval);
+            self.head.rewards(model, &batch)?
+        };
         if at.eval {
             let v = r.detach().to_vec1::<f32>()?;
             self.eval_rewards.extend((0..n).map(|i| (v[i] as f64, v[n + i] as f64)));

@@ -137,7 +137,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
 
     /// Mean metrics of the held-out split, prefixed `eval_`, with no gradients and the adapter in eval mode.
     pub fn evaluate(&mut self, step: usize) -> Result<Metrics> {
-        self.adapter.set_training(false);
+        let adapter = self.adapter;
+        let _inference = adapter.inference_scope();
         self.objective.begin_evaluation();
         let mut sum = Metrics::new();
         let mut batches = 0f64;
@@ -173,6 +174,9 @@ impl<'a, O: Objective> Trainer<'a, O> {
     /// Train to the end (or until `stop` is set or a callback stops the run), writing metrics, checkpoints, the
     /// final adapter and plots.
     pub fn train(&mut self) -> Result<TrainOutput> {
+        // Whatever way the run ends (an error, a NaN, a panic), the adapter goes back to the mode it had.
+        let adapter = self.adapter;
+        let _mode = adapter.scoped(adapter.mode());
         let mut run = self.begin()?;
         if self.args.eval_on_start && run.state.global_step == 0 && !self.eval_data.is_empty() {
             self.evaluate_and_log(&mut run, &mut TrainerControl::default())?;
@@ -318,7 +322,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
         let Plan {
             micro_batch, per_step, ..
         } = run.plan;
-        self.adapter.set_training(true);
+        let adapter = self.adapter;
+        let _training = adapter.training_scope();
         self.adapter.reseed_dropout(self.args.seed.wrapping_add(step as u64))?;
         let micro_batches: Vec<Vec<&O::Example>> = (0..accumulation)
             .map(|micro| {
@@ -392,7 +397,6 @@ impl<'a, O: Objective> Trainer<'a, O> {
             }
             run.state.num_tokens += out.num_tokens;
         }
-        self.adapter.set_training(false);
         Ok(acc)
     }
 
@@ -498,7 +502,6 @@ impl<'a, O: Objective> Trainer<'a, O> {
     /// The final adapter (with its state, so that a finished run can be extended with a larger `max_steps`), the
     /// plots (SVG and PNG), and the summary; an interrupted run points at its last checkpoint instead.
     fn finish(&mut self, mut run: Run, interrupted: bool) -> Result<TrainOutput> {
-        self.adapter.set_training(false);
         let out_dir = self.args.output_dir.clone();
         let adapter_dir = if interrupted {
             run.last_checkpoint.clone().unwrap_or_else(|| out_dir.clone())

@@ -440,3 +440,84 @@ fn log_prob_is_the_sum_of_next_token_log_softmax() {
     let c = model.completion_log_prob("t5 t9", "t200 t17").unwrap();
     assert!((c - (lsm[1][200] + lsm[2][17]) as f64).abs() < 1e-4);
 }
+
+/// SFT's loss, except that step `at_step` fails: with a NaN loss, or with an error as a malformed batch would give.
+struct FailsAt {
+    sft: Sft,
+    at_step: usize,
+    nan: bool,
+}
+
+impl Objective for FailsAt {
+    type Example = Tokenized;
+    fn name(&self) -> &'static str {
+        "sft"
+    }
+    fn loss(&mut self, m: &Model, a: &Adapter, b: &[&Tokenized], at: StepInfo) -> kit::Result<StepOutput> {
+        if at.step == self.at_step && !at.eval && !self.nan {
+            return Err(kit::Error::Input(format!("bad batch at step {}", at.step)));
+        }
+        let mut out = self.sft.loss(m, a, b, at)?;
+        if at.step == self.at_step && !at.eval {
+            out.loss = (out.loss * f64::NAN)?;
+        }
+        Ok(out)
+    }
+}
+
+/// Greedy continuation of a fixed prompt: (token ids, each token's log-prob).
+fn greedy(model: &Model) -> (Vec<u32>, Vec<f32>) {
+    let cfg = kit::generate::GenerationConfig {
+        eos_token_ids: Some(vec![]),
+        ..kit::generate::GenerationConfig::greedy(12)
+    };
+    let g = model
+        .generate_ids(&[vec![5, 17, 42, 9]], &cfg, &mut |_| {})
+        .unwrap()
+        .remove(0);
+    (g.token_ids, g.logprobs)
+}
+
+#[test]
+fn a_run_that_fails_leaves_the_adapter_in_its_mode_and_generation_unchanged() {
+    // Dropout 0.1: an adapter left in training mode would draw dropout masks (and take the exact kernels) in the
+    // next generation, which would then differ. Failing at step 0 leaves the weights as they were.
+    let (model, adapter) = setup();
+    let b_nonzero: Vec<(candle_core::Tensor, candle_core::Tensor)> = adapter
+        .vars()
+        .chunks(2)
+        .map(|ab| {
+            (
+                ab[0].as_tensor().clone(),
+                (ab[1].as_tensor().ones_like().unwrap() * 0.05).unwrap(),
+            )
+        })
+        .collect();
+    adapter.state.set_weights(&b_nonzero).unwrap(); // B ≠ 0, so the adapter (and its dropout) changes the output
+    let before_mode = adapter.mode();
+    let before = greedy(&model);
+    for nan in [true, false] {
+        let dir = common::temp_dir(if nan { "loop-fail-nan" } else { "loop-fail-batch" });
+        let a = TrainingArguments {
+            eval_on_start: false,
+            ..args(&dir, 3)
+        };
+        let objective = FailsAt {
+            sft: Sft::new(&model),
+            at_step: 0,
+            nan,
+        };
+        let err = Trainer::new(&model, &adapter, objective, a)
+            .with_data(examples(10, 9), vec![])
+            .train()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(if nan { "NaN" } else { "bad batch" }), "{err}");
+        assert_eq!(adapter.mode(), before_mode, "nan = {nan}: {err}");
+        assert_eq!(
+            greedy(&model),
+            before,
+            "nan = {nan}: generation after the failed run differs"
+        );
+    }
+}
