@@ -360,6 +360,18 @@ mod tests {
         assert!(!init_evcxr().lines().any(|l| l.trim_start().starts_with(':')));
     }
 
+    #[test]
+    fn ci_and_the_colab_setup_install_the_evcxr_version_kit_looks_for() {
+        let root = kit_crate_dir().join("..");
+        for file in [".ci/run", "notebooks/make_colab.py"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            assert!(
+                text.contains(&format!("evcxr_jupyter --locked --version {EVCXR_VERSION}")),
+                "{file} installs another evcxr_jupyter than {EVCXR_VERSION}"
+            );
+        }
+    }
+
     #[cfg(unix)]
     #[test]
     fn running_kernels_get_different_build_folders_and_a_freed_one_is_reused() {
