@@ -88,7 +88,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
         }
     }
 
-    /// The training and held-out examples (in the CI smoke mode, at most [`SMOKE`]'s `eval_rows` of the held-out
+    /// The training and held-out examples (in the CI smoke mode, at most [`crate::smoke::SMOKE`]'s `eval_rows` of the held-out
     /// ones: see [`crate::smoke`]).
     pub fn with_data(mut self, train: Vec<O::Example>, mut eval: Vec<O::Example>) -> Self {
         eval.truncate(smoke_eval_rows(&eval).len());
