@@ -236,6 +236,8 @@ pub struct Grpo {
 
 impl Grpo {
     pub fn new(model: &Model, cfg: GrpoConfig, reward_funcs: Vec<Box<dyn RewardFunction>>) -> Result<Self> {
+        // The CI smoke mode samples fewer, shorter completions (see `crate::smoke`).
+        let cfg = cfg.smoke_capped();
         if reward_funcs.is_empty() {
             return Err(Error::Input("GRPO needs at least one reward function".into()));
         }
@@ -629,7 +631,6 @@ pub fn grpo_trainer_from_rows<'a>(
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
 ) -> Result<Trainer<'a, Grpo>> {
-    let cfg = &cfg.smoke_capped();
     let train = prepare(model, train, cfg)?;
     let eval = prepare(model, eval, cfg)?;
     let grpo = Grpo::new(model, cfg.clone(), reward_funcs)?;

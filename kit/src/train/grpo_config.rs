@@ -119,7 +119,7 @@ pub struct GrpoConfig {
 
 impl GrpoConfig {
     /// This config, or in the CI smoke mode its cut-down form: one prompt per step with [`SMOKE`]'s completions,
-    /// each at most [`SMOKE`]'s new tokens (see [`crate::smoke`]).
+    /// each at most [`SMOKE`]'s new tokens (see [`crate::smoke`]). `Grpo::new` applies it.
     pub fn smoke_capped(&self) -> GrpoConfig {
         if !smoke_mode() {
             return self.clone();
