@@ -28,11 +28,17 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     // SmolLM2-135M's q/o (576×576) and gate/up (1536×576); Gemma 3 270M's down_proj (640×2048), the one shape of
     // these whose input fits K-quant blocks (256).
+    let only_head = std::env::var("KIT_BENCH_ONLY").is_ok_and(|v| v == "lm_head");
     for (out, inp) in [(576, 576), (1536, 576), (640, 2048)] {
+        if only_head {
+            break;
+        }
         let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
         println!("\nW {out}×{inp} (ms, median of 7)");
-        println!("| type | rows | quantized kernel | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |");
-        println!("|---|---|---|---|---|---|");
+        println!(
+            "| type | rows | candle's quantized kernel | kit's Q8_0 kernel | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         for dt in [
             GgmlDType::Q4K,
             GgmlDType::Q6K,
@@ -53,6 +59,15 @@ fn main() -> anyhow::Result<()> {
                 let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev)?;
                 let g = Tensor::randn(0f32, 1.0, (rows, out), &dev)?;
                 let kernel = time_ms(|| mm.forward(&x));
+                let ours = match dt {
+                    GgmlDType::Q8_0 => {
+                        format!(
+                            "{:.3}",
+                            time_ms(|| kit::qgemv::matmul_t(&x, &q).map_err(candle_core::Error::wrap))
+                        )
+                    }
+                    _ => "—".to_string(),
+                };
                 let deq = time_ms(|| matmul_t(&x, &q.dequantize(&dev)?).map_err(candle_core::Error::wrap));
                 let gemm = time_ms(|| x.matmul(&dense.t()?));
                 let bwd = time_ms(|| {
@@ -62,8 +77,26 @@ fn main() -> anyhow::Result<()> {
                     )
                     .map_err(candle_core::Error::wrap)
                 });
-                println!("| {dt:?} | {rows} | {kernel:.3} | {deq:.3} | {gemm:.3} | {bwd:.3} |");
+                println!("| {dt:?} | {rows} | {kernel:.3} | {ours} | {deq:.3} | {gemm:.3} | {bwd:.3} |");
             }
+        }
+    }
+    // The LM head at decode: vocabulary × hidden, read once per step. Which of the Q8_0 weight (candle's kernel) or
+    // its dense f32 copy (`Linear::dense_copy`) is faster, by the number of rows decoded together.
+    for (vocab, hidden) in [(49_152, 576), (262_144, 640)] {
+        let w = Tensor::randn(0f32, 0.05, (vocab, hidden), &dev)?;
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0)?);
+        let mm = QMatMul::from_arc(q.clone())?;
+        let dense = q.dequantize(&dev)?;
+        println!("\nLM head {vocab}×{hidden}, Q8_0 (ms, median of 7)");
+        println!("| rows | candle's quantized kernel | kit's Q8_0 kernel (`qgemv`) | dense f32 copy |");
+        println!("|---|---|---|---|");
+        for rows in [1, 2, 4, 8, 16] {
+            let x = Tensor::randn(0f32, 1.0, (rows, hidden), &dev)?;
+            let kernel = time_ms(|| mm.forward(&x));
+            let ours = time_ms(|| kit::qgemv::matmul_t(&x, &q).map_err(candle_core::Error::wrap));
+            let gemm = time_ms(|| matmul_t(&x, &dense).map_err(candle_core::Error::wrap));
+            println!("| {rows} | {kernel:.3} | {ours:.3} | {gemm:.3} |");
         }
     }
     Ok(())

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod notebook;
 pub mod plot;
+pub mod qgemv;
 pub mod quant;
 pub mod rewards;
 pub mod sampling;

@@ -67,18 +67,26 @@ pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor
     match w {
         FrozenWeight::Dense(w) => matmul_t(x, w),
         FrozenWeight::Quantized(q) => {
-            let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
-            // Thresholds measured on the CPU; on a GPU they are a guess (dequantize + cuBLAS is also exact there).
-            let dequantize = dequantize_above(q.dtype()).is_some_and(|n| rows > n);
-            if exact || dequantize {
+            if !runs_quantized(x, q, exact)? {
                 let w = q.dequantize(x.device())?.to_dtype(x.dtype())?;
                 return matmul_t(x, &w);
+            }
+            if crate::qgemv::applies(x, q) {
+                return crate::qgemv::matmul_t(x, q);
             }
             let dtype = x.dtype();
             let mm = QMatMul::from_arc(q.clone())?;
             Ok(mm.forward(&x.to_dtype(DType::F32)?.contiguous()?)?.to_dtype(dtype)?)
         }
     }
+}
+
+/// Whether [`frozen_matmul`] multiplies `x` by `q` in candle's quantized kernel: never when `exact`, else when `x`
+/// has few enough rows for the kernel to win. Thresholds measured on the CPU; on a GPU they are a guess
+/// (dequantize + cuBLAS is also exact there).
+pub fn runs_quantized(x: &Tensor, q: &QTensor, exact: bool) -> Result<bool> {
+    let rows = x.elem_count() / x.dim(candle_core::D::Minus1)?;
+    Ok(!exact && dequantize_above(q.dtype()).is_none_or(|n| rows <= n))
 }
 
 /// x · Wᵀ for x of any rank (…, in): the leading dimensions are folded into one so that a single 2-D GEMM runs

@@ -1,0 +1,256 @@
+//! Decoding's products with Q8_0 weights on the CPU: y = x · Wᵀ for a few rows x (one per sequence being decoded).
+//!
+//! Decoding is one such product per projection per token, and on a 2-core laptop it is most of a token's time.
+//! candle's kernel for it calls out of the loop for two f16 → f32 conversions per 32-value block and keeps its one
+//! accumulator on the stack (perf: ~10 cycles a block). Here four weight rows share each activation block, the
+//! scales convert inline (F16C), and every row keeps its accumulator in a register. The arithmetic is candle's:
+//! x is quantized to Q8_0 by the same formula, each block's integer dot product is exact, and the blocks of a row
+//! are summed in the same order with the same scale products — so the outputs equal candle's bit for bit (tested),
+//! and generation's numbers do not depend on which kernel ran.
+//!
+//! Q8_0 (GGML): blocks of 32 weights, each stored as an f16 scale `d` and 32 `i8` values `q`; w = d · q.
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Tensor;
+use half::f16;
+
+use crate::{Error, Result};
+
+const QK: usize = 32;
+/// Bytes of one Q8_0 block: the f16 scale, then 32 values.
+const BLOCK_BYTES: usize = 2 + QK;
+
+/// Whether this CPU runs the kernel (x86-64 with AVX2, FMA and F16C: every x86 laptop since 2013–2015).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && std::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether `x · qᵀ` runs here: a Q8_0 weight on the CPU, f32 input, on a CPU with the kernel — unless candle has a
+/// faster one for the shape.
+pub fn applies(x: &Tensor, q: &QTensor) -> bool {
+    let Ok((n, k)) = q.shape().dims2() else { return false };
+    q.dtype() == GgmlDType::Q8_0
+        && x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && available()
+        && !candle_repacks(n, k)
+}
+
+/// candle 0.11.1 repacks a Q8_0 weight into 16-row tiles for VNNI dot products when the CPU has AVX-512 VNNI (or
+/// AVX-VNNI), `k` is a multiple of 256 and `n` of 16 (`quantized::repack_x86::select`); that kernel is ~4× faster
+/// than this one (`cargo bench -p kit --bench qmatmul`, 640×2048: 0.014 vs 0.063 ms at one row). SmolLM2's
+/// down_proj (k = 1536) takes it; its other projections (k = 576) and Gemma 3's (k = 640) do not.
+fn candle_repacks(n: usize, k: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni = (std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni"))
+            || std::is_x86_feature_detected!("avxvnni");
+        vnni && k.is_multiple_of(256) && n.is_multiple_of(16)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (n, k);
+        false
+    }
+}
+
+/// y = x · Wᵀ for x (…, k) f32 and W (n, k) Q8_0; y is (…, n). Call only where [`available`] holds.
+pub fn matmul_t(x: &Tensor, q: &QTensor) -> Result<Tensor> {
+    let (n, k) = q.shape().dims2()?;
+    let dims = x.dims().to_vec();
+    if dims.last() != Some(&k) || !k.is_multiple_of(QK) {
+        return Err(Error::msg(format!(
+            "Q8_0 product: input {dims:?} against a weight of {n}×{k}"
+        )));
+    }
+    let m = x.elem_count() / k;
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let w = q.data()?;
+    let y = matmul_rows(&xs, m, k, &w, n);
+    let mut out = dims;
+    *out.last_mut().unwrap() = n;
+    Ok(Tensor::from_vec(y, out, x.device())?)
+}
+
+/// Rows of x quantized to Q8_0 exactly as candle's `BlockQ8_0::from_float` does, the scales kept as the f32 value of
+/// their f16 rounding (what candle multiplies by).
+struct QuantizedRows {
+    scales: Vec<f32>,
+    values: Vec<i8>,
+}
+
+fn quantize_rows(x: &[f32]) -> QuantizedRows {
+    let blocks = x.len() / QK;
+    let mut scales = Vec::with_capacity(blocks);
+    let mut values = vec![0i8; x.len()];
+    for (xs, qs) in x.chunks_exact(QK).zip(values.chunks_exact_mut(QK)) {
+        let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (v * id).round() as i8;
+        }
+        scales.push(f16::from_f32(d).to_f32());
+    }
+    QuantizedRows { scales, values }
+}
+
+/// y (m × n, row-major) = x (m × k) · Wᵀ, W given as the raw bytes of n rows of k/32 Q8_0 blocks.
+fn matmul_rows(x: &[f32], m: usize, k: usize, w: &[u8], n: usize) -> Vec<f32> {
+    let xq = quantize_rows(x);
+    let kb = k / QK;
+    let row_bytes = kb * BLOCK_BYTES;
+    assert!(w.len() >= n * row_bytes, "Q8_0 weight of {} bytes for {n}×{k}", w.len());
+    let mut y = vec![0f32; m * n];
+    let y_addr = y.as_mut_ptr() as usize;
+    // Work items are rows of W, read front to back once each (interleaving several W rows defeats the hardware
+    // prefetcher: measured 1.8× slower at one row of x). Each W block, once loaded, meets up to 4 rows of x.
+    let run = |range: std::ops::Range<usize>| {
+        for j in range {
+            let w_row = &w[j * row_bytes..(j + 1) * row_bytes];
+            for first in (0..m).step_by(GROUP) {
+                let rows = GROUP.min(m - first);
+                let xv = &xq.values[first * k..(first + rows) * k];
+                let xd = &xq.scales[first * kb..(first + rows) * kb];
+                let out = dot_group(w_row, xv, xd, rows);
+                for (r, v) in out.iter().take(rows).enumerate() {
+                    // SAFETY: each (row, column) of y is written by exactly one work item, and y outlives the call.
+                    unsafe { *(y_addr as *mut f32).add((first + r) * n + j) = *v };
+                }
+            }
+        }
+    };
+    // candle's spinning pool: a thread wakes in well under a microsecond, where a rayon job takes several — there are
+    // ~200 of these products per token.
+    candle_core::utils::barrier_pool().execute_chunked(n, run);
+    y
+}
+
+/// Rows of x multiplied together against one row of W.
+const GROUP: usize = 4;
+
+/// Dot products of one row of W with `rows` (1..=4) quantized rows of x (`xv`: rows × k values, `xd`: their scales).
+fn dot_group(w: &[u8], xv: &[i8], xd: &[f32], rows: usize) -> [f32; GROUP] {
+    let blocks = xd.len() / rows;
+    debug_assert!(w.len() == blocks * BLOCK_BYTES && xv.len() == xd.len() * QK && (1..=GROUP).contains(&rows));
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `matmul_t` runs only where `available()` holds; the lengths are those asserted above.
+        unsafe {
+            let (w, xv, xd) = (w.as_ptr(), xv.as_ptr(), xd.as_ptr());
+            match rows {
+                1 => x86::dot_group::<1>(w, xv, xd, blocks),
+                2 => x86::dot_group::<2>(w, xv, xd, blocks),
+                3 => x86::dot_group::<3>(w, xv, xd, blocks),
+                _ => x86::dot_group::<4>(w, xv, xd, blocks),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut out = [0f32; GROUP];
+        for (r, o) in out.iter_mut().enumerate().take(rows) {
+            let (xb, db) = (
+                &xv[r * blocks * QK..(r + 1) * blocks * QK],
+                &xd[r * blocks..(r + 1) * blocks],
+            );
+            for (wb, (xb, &dx)) in w.chunks_exact(BLOCK_BYTES).zip(xb.chunks_exact(QK).zip(db)) {
+                let dw = f16::from_le_bytes([wb[0], wb[1]]).to_f32();
+                let dot: i32 = wb[2..].iter().zip(xb).map(|(&a, &b)| a as i8 as i32 * b as i32).sum();
+                *o += dw * dx * dot as f32;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{BLOCK_BYTES, QK};
+    use core::arch::x86_64::*;
+
+    /// The f32 value of an f16 given by its bits.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half_to_f32(p: *const u8) -> f32 {
+        let bits = (p as *const u16).read_unaligned();
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// Σ over 32 lanes of x·w as 8 f32 partial sums: |x| · (w signed like x), pairwise to i16, then to i32.
+    /// The i16 step cannot saturate: a pair is at most 2 · 128 · 127.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block_dot(x: __m256i, w: __m256i) -> __m256 {
+        let x_abs = _mm256_sign_epi8(x, x);
+        let w_signed = _mm256_sign_epi8(w, x);
+        let pairs = _mm256_maddubs_epi16(x_abs, w_signed);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), pairs))
+    }
+
+    /// The sum of the 8 lanes, added in candle's order (high half onto low, then pairs, then the last two).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let r = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+        let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
+    }
+
+    /// Row `r < G` of x is `xv[r·blocks·32..]` with scales `xd[r·blocks..]`; W's row is `blocks` Q8_0 blocks at `w`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_group<const G: usize>(
+        w: *const u8,
+        xv: *const i8,
+        xd: *const f32,
+        blocks: usize,
+    ) -> [f32; super::GROUP] {
+        let mut acc = [_mm256_setzero_ps(); G];
+        for b in 0..blocks {
+            let block = w.add(b * BLOCK_BYTES);
+            let dw = half_to_f32(block);
+            let wq = _mm256_loadu_si256(block.add(2) as *const __m256i);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_loadu_si256(xv.add((r * blocks + b) * QK) as *const __m256i);
+                let d = _mm256_set1_ps(dw * *xd.add(r * blocks + b));
+                *acc = _mm256_fmadd_ps(d, block_dot(x, wq), *acc);
+            }
+        }
+        let mut out = [0f32; super::GROUP];
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o = hsum(a);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::QMatMul;
+    use candle_core::{Device, Module};
+
+    #[test]
+    fn equals_candles_quantized_kernel_bit_for_bit() {
+        if !available() {
+            return; // nothing to compare: candle's kernel runs instead
+        }
+        let dev = Device::Cpu;
+        // Rows of x from 1 to 9: groups of 4 and a short last group. k = 96: a shape candle does not repack.
+        let w = Tensor::randn(0f32, 0.05, (1001, 96), &dev).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
+        let mm = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+        for m in [1, 2, 5, 9] {
+            let x = Tensor::randn(0f32, 1.0, (m, 96), &dev).unwrap();
+            let want = mm.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            let got = matmul_t(&x, &q).unwrap().to_vec2::<f32>().unwrap();
+            assert_eq!(got, want, "{m} rows");
+        }
+    }
+}
