@@ -2,7 +2,8 @@
 //!
 //! Prompts are left-padded so that every row's next token sits in the last column; each step feeds one token per
 //! row. A row that has finished leaves the batch (its KV cache rows are dropped), so the rows still writing do not pay
-//! for the ones that stopped early — GRPO's groups often hold one long completion among short ones.
+//! for the ones that stopped early — GRPO's groups often hold one long completion among short ones. A prompt that
+//! appears several times in the batch (GRPO's G completions of it) is prefilled once.
 use candle_core::Tensor;
 use rayon::prelude::*;
 
@@ -190,17 +191,37 @@ impl Model {
         });
         let pad = self.pad_token_id();
 
-        // Left-pad the prompts into one (b, longest) batch.
-        let mut flat = Vec::with_capacity(b * longest);
-        let mut mask = Vec::with_capacity(b);
-        for p in prompts {
+        // A prompt repeated in the batch (GRPO's G completions of one prompt) is run through the model once: the
+        // distinct prompts are prefilled, then their cache rows and logits are copied to every row that asked.
+        // `source[i]`: the distinct prompt of row i.
+        let mut distinct: Vec<&Vec<u32>> = vec![];
+        let source: Vec<usize> = prompts
+            .iter()
+            .map(|p| match distinct.iter().position(|d| *d == p) {
+                Some(i) => i,
+                None => {
+                    distinct.push(p);
+                    distinct.len() - 1
+                }
+            })
+            .collect();
+
+        // Left-pad the distinct prompts into one (distinct, longest) batch.
+        let mut flat = Vec::with_capacity(distinct.len() * longest);
+        let mut mask = Vec::with_capacity(distinct.len());
+        for p in &distinct {
             let n_pad = longest - p.len();
             flat.extend(std::iter::repeat_n(pad, n_pad).chain(p.iter().copied()));
             mask.push((0..longest).map(|j| j >= n_pad).collect::<Vec<bool>>());
         }
         let mut cache = KvCache::new(dec.layers.len());
-        let input = Tensor::from_vec(flat, (b, longest), &dec.device)?;
+        let input = Tensor::from_vec(flat, (distinct.len(), longest), &dec.device)?;
         let mut logits = dec.last_logits(&input, Some(&mask), Some(&mut cache))?;
+        if distinct.len() < b {
+            cache.keep_rows(&source)?;
+            let rows = Tensor::from_vec(source.iter().map(|&i| i as u32).collect::<Vec<_>>(), b, &dec.device)?;
+            logits = logits.index_select(&rows, 0)?;
+        }
 
         let mut sampler = Sampler::new(cfg.sampling.clone(), cfg.seed);
         let temperature = if cfg.sampling.do_sample {

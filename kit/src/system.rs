@@ -168,6 +168,38 @@ pub fn peak_memory_gib() -> Option<f64> {
     }
 }
 
+/// The CPU's model name and the SIMD features kit's kernels (and candle's, and gemm's) choose between at run time,
+/// e.g. `AMD EPYC, 2 threads; avx2 fma f16c avx512f avx512vnni avx512bf16`. Benchmarks print it beside their tables:
+/// speed is only comparable on the same CPU.
+pub fn cpu_summary() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    #[allow(unused_mut)]
+    let mut features: Vec<&str> = vec![];
+    #[cfg(target_arch = "x86_64")]
+    {
+        let known = [
+            ("avx2", std::is_x86_feature_detected!("avx2")),
+            ("fma", std::is_x86_feature_detected!("fma")),
+            ("f16c", std::is_x86_feature_detected!("f16c")),
+            ("avx512f", std::is_x86_feature_detected!("avx512f")),
+            ("avx512vnni", std::is_x86_feature_detected!("avx512vnni")),
+            ("avx512bf16", std::is_x86_feature_detected!("avx512bf16")),
+            ("avxvnni", std::is_x86_feature_detected!("avxvnni")),
+        ];
+        features.extend(known.iter().filter(|(_, on)| *on).map(|(name, _)| *name));
+    }
+    format!("{model}, {threads} threads; {}", features.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,7 +145,8 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Keep only the cache rows `rows` (in that order), e.g. when finished rows leave a generation batch.
+    /// Keep only the cache rows `rows` (in that order), e.g. when finished rows leave a generation batch. A row
+    /// listed twice is copied (a prompt prefilled once for several completions).
     pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.key_mask.len()) {
             return Err(Error::msg(format!(

@@ -33,6 +33,27 @@ fn batched_generation_equals_one_by_one() {
 }
 
 #[test]
+fn a_repeated_prompt_is_prefilled_once_and_each_copy_decodes_as_alone() {
+    // GRPO asks for G completions of each prompt: the batch holds each prompt G times, prefilled once.
+    let m = model();
+    let cfg = GenerationConfig::greedy(10);
+    let batch = [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[0], PROMPTS[1]];
+    let batched = m.generate(&batch, &cfg).unwrap();
+    for (p, b) in batch.iter().zip(&batched) {
+        let single = m.generate(&[*p], &cfg).unwrap().remove(0);
+        assert_eq!(single.token_ids, b.token_ids, "prompt {p:?}");
+        for (x, y) in single.logprobs.iter().zip(&b.logprobs) {
+            assert!((x - y).abs() < 2e-3, "{p:?}: logprob {x} vs {y}");
+        }
+    }
+    // Sampled copies of one prompt draw different completions (the copies are rows of their own, not one row).
+    let sampled = m
+        .generate(&[PROMPTS[2]; 4], &GenerationConfig::sample(12, 1.0, 7))
+        .unwrap();
+    assert!(sampled.iter().any(|g| g.token_ids != sampled[0].token_ids));
+}
+
+#[test]
 fn logprobs_equal_a_training_forward_over_the_full_sequence() {
     // GRPO's old log-probs come from generation; its loss recomputes them with a plain forward. They must agree.
     let m = model();
