@@ -1,7 +1,8 @@
 //! Generation throughput: tokens/s at batch 1 and 8 on SmolLM2-135M (GGUF Q4_1, and dequantized) and Gemma 3 270M
-//! (GGUF Q4_K_M), next to native llama.cpp on the same files when `kit/benches/reference/llama_cpp.sh` has measured
-//! it on this machine (it writes `$KIT_HOME/reference/decode.tsv`; run it just before, on an idle machine).
-//! Run: `cargo bench -p kit --bench generate`. Prints tables; not a test.
+//! (GGUF Q4_K_M), next to native llama.cpp on the same files, run right after kit on each model when
+//! `kit/benches/reference/llama_cpp.sh` has built it (`$KIT_HOME/reference/build/bin/llama-bench`). This machine's
+//! speed drifts by ±30% over minutes, so only the ratio of two figures measured together means anything.
+//! Run on an idle machine: `cargo bench -p kit --bench generate`. Prints tables; not a test.
 use std::time::Instant;
 
 use kit::prelude::*;
@@ -11,9 +12,10 @@ const NEW_TOKENS: usize = 64;
 
 struct Row {
     model: &'static str,
-    weights: &'static str,
     batch: usize,
     decode: f64,
+    /// llama.cpp's tokens/s on the same GGUF, measured just after (batch-1 GGUF rows, when it is built).
+    reference: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +29,7 @@ fn main() -> anyhow::Result<()> {
         ("gemma3-270m", "GGUF Q4_K_M", false),
         ("smollm2-135m", "dense f32", true),
     ] {
+        let files = kit::hub::resolve(model_name)?;
         let model = Model::load(
             model_name,
             &LoadOptions {
@@ -47,65 +50,104 @@ fn main() -> anyhow::Result<()> {
                 eos_token_ids: Some(vec![]),
                 ..GenerationConfig::greedy(NEW_TOKENS)
             };
-            // Warm-up, then measure prefill alone (1 new token) and the full run.
+            // Warm-up (a full run), then medians of 3: prefill alone (1 new token) and the full run.
             let prefill_only = GenerationConfig {
                 max_new_tokens: 1,
                 ..cfg.clone()
             };
-            model.generate_ids(&ids, &prefill_only, &mut |_| {})?;
-            let t0 = Instant::now();
-            model.generate_ids(&ids, &prefill_only, &mut |_| {})?;
-            let prefill = t0.elapsed().as_secs_f64();
-            let t0 = Instant::now();
-            let out = model.generate_ids(&ids, &cfg, &mut |_| {})?;
-            let total = t0.elapsed().as_secs_f64();
-            let n: usize = out.iter().map(|g| g.token_ids.len()).sum();
+            model.generate_ids(&ids, &cfg, &mut |_| {})?;
+            let prefill = median_s(|| model.generate_ids(&ids, &prefill_only, &mut |_| {}).map(drop))?;
+            let mut n = 0;
+            let total = median_s(|| {
+                let out = model.generate_ids(&ids, &cfg, &mut |_| {})?;
+                n = out.iter().map(|g| g.token_ids.len()).sum();
+                Ok(())
+            })?;
             let decode = (n - batch) as f64 / (total - prefill).max(1e-9);
             println!(
                 "| {model_name} | {weights} | {batch} | {} | {prefill:.3} | {n} | {decode:.1} | {:.1} |",
                 ids[0].len(),
                 n as f64 / total
             );
+            let reference = match (&files, batch, dequantize) {
+                (kit::hub::ModelFiles::Gguf(path), 1, false) => llama_cpp_decode(path),
+                _ => None,
+            };
             rows.push(Row {
                 model: model_name,
-                weights,
                 batch,
                 decode,
+                reference,
             });
         }
     }
     print_reference(&rows)
 }
 
-/// kit against native llama.cpp (`llama-bench -n 64`) on the same GGUF, batch 1, where the reference was measured.
+/// Median wall time of 3 runs of `f`, in seconds.
+fn median_s(mut f: impl FnMut() -> kit::Result<()>) -> kit::Result<f64> {
+    let mut t = vec![];
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        f()?;
+        t.push(t0.elapsed().as_secs_f64());
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[1])
+}
+
+/// kit against native llama.cpp (`llama-bench -n 64`, median of 5) on the same GGUF, batch 1.
 fn print_reference(rows: &[Row]) -> anyhow::Result<()> {
-    let path = kit::hub::kit_home().join("reference/decode.tsv");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    if rows.iter().all(|r| r.reference.is_none()) {
         println!(
             "\n(no {}: run kit/benches/reference/llama_cpp.sh for the llama.cpp column)",
-            path.display()
+            llama_bench().display()
         );
         return Ok(());
-    };
-    println!("\nGreedy decode vs native llama.cpp ({}):", path.display());
+    }
+    println!("\nGreedy decode, kit vs native llama.cpp measured right after it:");
     println!("| model | batch | kit tokens/s | llama.cpp tokens/s | kit / llama.cpp |");
     println!("|---|---|---|---|---|");
-    for line in text.lines() {
-        let f: Vec<&str> = line.split('\t').collect();
-        let [model, batch, tps] = f[..] else { continue };
-        let (Ok(batch), Ok(reference)) = (batch.parse::<usize>(), tps.parse::<f64>()) else {
-            continue;
-        };
-        if let Some(r) = rows
-            .iter()
-            .find(|r| r.model == model && r.batch == batch && r.weights.starts_with("GGUF"))
-        {
+    for r in rows {
+        if let Some(reference) = r.reference {
+            let (model, batch, kit) = (r.model, r.batch, r.decode);
             println!(
-                "| {model} | {batch} | {:.1} | {reference:.1} | {:.2}× |",
-                r.decode,
-                r.decode / reference
+                "| {model} | {batch} | {kit:.1} | {reference:.1} | {:.2}× |",
+                kit / reference
             );
         }
     }
     Ok(())
+}
+
+fn llama_bench() -> std::path::PathBuf {
+    kit::hub::kit_home().join("reference/build/bin/llama-bench")
+}
+
+/// llama.cpp's decode tokens/s on `gguf` with as many threads as kit uses; `None` when it is not built or fails.
+fn llama_cpp_decode(gguf: &std::path::Path) -> Option<f64> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let out = std::process::Command::new(llama_bench())
+        .arg("-m")
+        .arg(gguf)
+        .args([
+            "-p",
+            "0",
+            "-n",
+            &NEW_TOKENS.to_string(),
+            "-r",
+            "5",
+            "-t",
+            &threads,
+            "-o",
+            "csv",
+        ])
+        .output()
+        .ok()?;
+    // CSV with a header; the column is `avg_ts` (mean tokens/s over the repetitions).
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(',').map(|h| h.trim_matches('"')).collect();
+    let col = header.iter().position(|h| *h == "avg_ts")?;
+    lines.last()?.split(',').nth(col)?.trim_matches('"').parse().ok()
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The decoding reference for `cargo bench -p kit --bench generate`: native llama.cpp, built from the sources that
 # PyPI's llama-cpp-python sdist vendors (the HF hub and GitHub may be out of reach; PyPI is not), run on the same
-# GGUF files kit decodes. Writes $KIT_HOME/reference/decode.tsv (model, batch, tokens/s), which the bench reads to
-# print kit's figure, the reference and their ratio side by side. Not part of CI: it builds llama.cpp (~10 minutes
-# on 2 cores). Run it, then the bench, in one sitting on an otherwise idle machine:
+# GGUF files kit decodes. It builds $KIT_HOME/reference/build/bin/llama-bench, which the bench runs right after kit on
+# each model to print kit's figure, the reference and their ratio side by side, and prints llama.cpp's figures once.
+# Not part of CI: it builds llama.cpp (~10 minutes on 2 cores). Run it, then the bench, on an otherwise idle machine:
 #   kit/benches/reference/llama_cpp.sh && cargo bench -p kit --bench generate
 set -euo pipefail
 KIT_HOME="${KIT_HOME:-$HOME/.cache/kit}"
@@ -37,15 +37,9 @@ if [ ! -x build/bin/llama-bench ]; then
         { tail -20 "$work/build.log" >&2; exit 1; }
 fi
 
-# The models kit fetches (`kit fetch smollm2-135m gemma3-270m`); 64 new tokens, no prompt, median of 5 runs.
-out="$work/decode.tsv.part"
-: >"$out"
+# The models kit fetches (`kit fetch smollm2-135m gemma3-270m`); 64 new tokens, no prompt, 5 runs.
 for pair in "smollm2-135m:SmolLM2-135M-Instruct.Q4_1.gguf" "gemma3-270m:gemma-3-270m-q4_k_m.gguf"; do
     name=${pair%%:*} file="$KIT_HOME/models/${pair#*:}"
     [ -f "$file" ] || { echo "missing $file: run \`kit fetch $name\` first" >&2; exit 1; }
-    tps=$(build/bin/llama-bench -m "$file" -p 0 -n 64 -r 5 -t "$THREADS" -o csv | python3 -c "import csv,sys
-rows=list(csv.DictReader(sys.stdin)); print(rows[-1]['avg_ts'])")
-    printf '%s\t1\t%s\n' "$name" "$tps" | tee -a "$out"
+    build/bin/llama-bench -m "$file" -p 0 -n 64 -r 5 -t "$THREADS"
 done
-mv "$out" "$work/decode.tsv"
-echo "llama.cpp $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $THREADS threads: $work/decode.tsv"
