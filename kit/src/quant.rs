@@ -81,7 +81,7 @@ pub fn frozen_matmul(x: &Tensor, w: &FrozenWeight, exact: bool) -> Result<Tensor
     }
 }
 
-/// Whether [`frozen_matmul`] multiplies `x` by `q` in candle's quantized kernel: never when `exact`, else when `x`
+/// Whether [`frozen_matmul`] multiplies `x` by `q` in a quantized kernel (kit's `qgemv` or candle's): never when `exact`, else when `x`
 /// has few enough rows for the kernel to win. Thresholds measured on the CPU; on a GPU they are a guess
 /// (dequantize + cuBLAS is also exact there).
 pub fn runs_quantized(x: &Tensor, q: &QTensor, exact: bool) -> Result<bool> {
