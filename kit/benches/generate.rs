@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     let mut rows = vec![];
     for (model_name, weights, dequantize) in [
-        ("smollm2-135m", "GGUF Q4_1 (as Q8_0)", false),
+        ("smollm2-135m", "GGUF Q4_1", false),
         ("gemma3-270m", "GGUF Q4_K_M", false),
         ("smollm2-135m", "dense f32", true),
     ] {

@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
         println!("\nW {out}×{inp} (ms, median of 7)");
         println!(
-            "| type | rows | candle's quantized kernel | kit's Q8_0 kernel | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
+            "| type | rows | candle's quantized kernel | kit's kernel (Q8_0, Q4_1) | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
         );
         println!("|---|---|---|---|---|---|---|");
         for dt in [
@@ -60,7 +60,7 @@ fn main() -> anyhow::Result<()> {
                 let g = Tensor::randn(0f32, 1.0, (rows, out), &dev)?;
                 let kernel = time_ms(|| mm.forward(&x));
                 let ours = match dt {
-                    GgmlDType::Q8_0 => {
+                    GgmlDType::Q8_0 | GgmlDType::Q4_1 => {
                         format!(
                             "{:.3}",
                             time_ms(|| kit::qgemv::matmul_t(&x, &q).map_err(candle_core::Error::wrap))

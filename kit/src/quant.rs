@@ -51,11 +51,14 @@ impl FrozenWeight {
 ///   23.8 vs 27.0, at 256 rows 7.1 vs 13.5).
 /// - Q4_0 / Q8_0 (SIMD kernels): the kernel wins up to ~8 rows, it is even at ~32 and 2–6× slower from 64 rows on
 ///   (1536×576 Q8_0: 64 rows 6.8 vs 2.6, 1024 rows 90 vs 22).
-/// - Q4_1 / Q5_0 / Q5_1 (scalar kernels): even at 1 row, 2–3× slower at 8 rows, ~30× slower at 1024 rows.
+/// - Q4_1 / Q5_0 / Q5_1 (scalar kernels in candle): even at 1 row, 2–3× slower at 8 rows, ~30× slower at 1024 rows.
+///   Q4_1 runs in kit's own kernel (`qgemv`) where the CPU has AVX2, up to 32 rows like Q8_0.
 fn dequantize_above(dtype: GgmlDType) -> Option<usize> {
     match dtype {
         GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8K => None,
         GgmlDType::Q4_0 | GgmlDType::Q8_0 => Some(32),
+        // kit's own kernel (`qgemv`) where the CPU runs it.
+        GgmlDType::Q4_1 if crate::qgemv::available() => Some(32),
         _ => Some(4),
     }
 }

@@ -4,8 +4,8 @@
 //! Tolerances:
 //! - dequantized weights (`LoadOptions { dequantize: true }`): the same arithmetic as transformers up to summation
 //!   order, so top-5 logits within 2e-3, argmax equal at every position, greedy continuations equal.
-//! - quantized weights (the default): candle's CPU kernels quantize activations to 8 bits (and kit re-encodes
-//!   Q4_1/Q5_0 layers as Q8_0 for speed), so logits move by up to about 1.7 on a scale of ~25 (measured: SmolLM2
+//! - quantized weights (the default): the CPU kernels (candle's, and kit's `qgemv`) quantize activations to 8 bits
+//!   (and kit re-encodes Q5_0 layers as Q8_0 for speed; Q4_1 too without AVX2), so logits move by up to about 1.7 on a scale of ~25 (measured: SmolLM2
 //!   1.69, Gemma 3 0.80); we require the argmax wherever transformers' top-1/top-2 gap exceeds QUANT_GAP, and the
 //!   top-1 logit within QUANT_TOL.
 use crate::common;
