@@ -84,8 +84,11 @@ fn candle_repacks(n: usize, k: usize) -> bool {
     }
 }
 
-/// y = x · Wᵀ for x (…, k) f32 and W (n, k) Q8_0 or Q4_1; y is (…, n). Call only where [`available`] holds.
+/// y = x · Wᵀ for x (…, k) f32 and W (n, k) Q8_0 or Q4_1; y is (…, n). An error where [`available`] does not hold.
 pub fn matmul_t(x: &Tensor, q: &QTensor) -> Result<Tensor> {
+    if !available() {
+        return Err(Error::msg("qgemv needs an x86-64 CPU with AVX2, FMA and F16C"));
+    }
     let (n, k) = q.shape().dims2()?;
     let dims = x.dims().to_vec();
     let format = match q.dtype() {
@@ -181,7 +184,7 @@ fn dot_group(w: &[u8], xv: &[i8], xd: &[f32], rows: usize) -> [f32; GROUP] {
     debug_assert!(w.len() == blocks * BLOCK_BYTES && xv.len() == xd.len() * QK && (1..=GROUP).contains(&rows));
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: `matmul_t` runs only where `available()` holds; the lengths are those asserted above.
+        // SAFETY: `matmul_t` checked `available()`; the lengths are those asserted above.
         unsafe {
             let (w, xv, xd) = (w.as_ptr(), xv.as_ptr(), xd.as_ptr());
             match rows {
