@@ -111,14 +111,15 @@ pub fn matmul_t(x: &Tensor, q: &QTensor) -> Result<Tensor> {
 }
 
 /// Rows of x quantized to Q8_0 exactly as candle's `BlockQ8_0::from_float` does, the scales kept as the f32 value of
-/// their f16 rounding (what candle multiplies by). `sums`: d · Σq of each block, for Q4_1's offset term m · Σx.
+/// their f16 rounding (what candle multiplies by). `sums`: d · Σq of each block, for Q4_1's offset term m · Σx (empty
+/// for Q8_0, which has none).
 struct QuantizedRows {
     scales: Vec<f32>,
     values: Vec<i8>,
     sums: Vec<f32>,
 }
 
-fn quantize_rows(x: &[f32]) -> QuantizedRows {
+fn quantize_rows(x: &[f32], with_sums: bool) -> QuantizedRows {
     let blocks = x.len() / QK;
     let mut scales = Vec::with_capacity(blocks);
     let mut values = vec![0i8; x.len()];
@@ -132,14 +133,16 @@ fn quantize_rows(x: &[f32]) -> QuantizedRows {
         }
         let d = f16::from_f32(d).to_f32();
         scales.push(d);
-        sums.push(d * qs.iter().map(|&q| q as i32).sum::<i32>() as f32);
+        if with_sums {
+            sums.push(d * qs.iter().map(|&q| q as i32).sum::<i32>() as f32);
+        }
     }
     QuantizedRows { scales, values, sums }
 }
 
 /// y (m × n, row-major) = x (m × k) · Wᵀ, W given as the raw bytes of n rows of k/32 blocks of `format`.
 fn matmul_rows(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, format: Format) -> Vec<f32> {
-    let xq = quantize_rows(x);
+    let xq = quantize_rows(x, format == Format::Q4_1);
     let kb = k / QK;
     let row_bytes = kb * format.block_bytes();
     assert!(
