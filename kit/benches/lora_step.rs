@@ -1,11 +1,15 @@
 //! One QLoRA training step on SmolLM2-135M: LoRA r = 16 on all seven projections, batch 4 × 256 tokens,
-//! forward + backward + AdamW. Prints seconds/step, tokens/s and peak RSS for the GGUF (quantized) base and the
-//! dequantized dense base, each measured in its own process so that peak memory is not shared.
+//! forward + backward + AdamW, the loss SFT computes (mean next-token cross-entropy through `logps::token_scores`).
+//! Prints seconds/step, tokens/s and peak RSS for the GGUF (quantized) base and the dequantized dense base, each
+//! measured in its own process so that peak memory is not shared, then — when
+//! `kit/benches/reference/pytorch.sh` has made its venv — the same step in PyTorch + PEFT on the same weights,
+//! measured right after, and the ratios.
 //! Run: `cargo bench -p kit --bench lora_step`.
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use kit::data::tokenize::Tokenized;
 use kit::lora::LoraConfig;
 use kit::prelude::*;
 
@@ -47,30 +51,52 @@ fn run(dense: bool) -> anyhow::Result<()> {
             ..Default::default()
         },
     )?;
-    let ids: Vec<u32> = (0..BATCH * SEQ).map(|i| (i * 7919 % 40_000 + 100) as u32).collect();
-    let ids = Tensor::from_vec(ids, (BATCH, SEQ), model.device())?;
+    // The token ids PyTorch's side uses too (kit/benches/reference/pytorch_steps.py).
+    let rows: Vec<Tokenized> = (0..BATCH)
+        .map(|r| Tokenized {
+            ids: (0..SEQ).map(|j| ((r * SEQ + j) * 7919 % 40_000 + 100) as u32).collect(),
+            completion_mask: vec![true; SEQ],
+        })
+        .collect();
+    let batch = kit::logps::collate(&rows.iter().collect::<Vec<_>>(), 0, model.device())?;
+    reset_peak_rss();
     let mut times = vec![];
     for _ in 0..STEPS + 1 {
         let t0 = Instant::now();
-        let logits = model.decoder.forward(&ids, None, None)?;
-        let loss = kit::loss::causal_lm_loss(&logits, &ids, None)?;
+        let scores = kit::logps::token_scores(&model.decoder, &batch)?;
+        let loss = (scores.logps.mean_all()? * -1.0)?;
         opt.backward_step(&loss)?;
         let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         times.push(t0.elapsed().as_secs_f64());
     }
-    let step = times[1..].iter().sum::<f64>() / STEPS as f64; // the first step warms caches
-    println!(
-        "| {} | {} | {step:.2} | {:.0} | {:.0} |",
-        if dense {
-            "dense f32 (dequantized)"
-        } else {
-            "GGUF Q4_1 (as Q8_0 on CPU)"
-        },
-        adapter.num_trainable(),
-        (BATCH * SEQ) as f64 / step,
-        peak_rss_mb()
-    );
+    times.remove(0); // the first step warms caches
+    times.sort_by(f64::total_cmp);
+    let step = times[times.len() / 2];
+    // One line for the parent: s/step, peak RSS MB.
+    println!("RESULT {step:.4} {:.0}", peak_rss_mb());
     Ok(())
+}
+
+/// Reset the process's peak RSS (VmHWM) so that it measures the training steps, not loading (Linux; as the
+/// PyTorch side does).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// (s/step, peak RSS MB) from a child's `RESULT` line.
+fn parse_result(stdout: &[u8]) -> Option<(f64, f64)> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("RESULT "))?;
+    let mut it = line.split_whitespace().map(|x| x.parse::<f64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+fn run_child(cmd: &mut std::process::Command) -> Option<(f64, f64)> {
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_result(&out.stdout)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,18 +104,71 @@ fn main() -> anyhow::Result<()> {
     if let Some(pos) = args.iter().position(|a| a == "--one") {
         return run(args.get(pos + 1).map(String::as_str) == Some("dense"));
     }
+    println!("{}\n", kit::system::cpu_summary());
     println!(
-        "LoRA r=16 on all 7 projections of SmolLM2-135M, batch {BATCH} × {SEQ} tokens, AdamW, {STEPS} timed steps"
+        "LoRA r=16 on all 7 projections of SmolLM2-135M, batch {BATCH} × {SEQ} tokens, AdamW; median of {STEPS} steps after one; peak RSS of the steps"
     );
-    println!("| base | trainable params | s/step | tokens/s | peak RSS MB |");
-    println!("|---|---|---|---|---|");
     let exe = std::env::current_exe()?;
-    for mode in ["quantized", "dense"] {
-        let out = std::process::Command::new(&exe).args(["--one", mode]).output()?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    let mut rows: Vec<(String, Option<(f64, f64)>)> = vec![];
+    for (mode, label) in [
+        ("quantized", "kit, GGUF base"),
+        ("dense", "kit, dense (dequantized) base"),
+    ] {
+        rows.push((
+            label.into(),
+            run_child(std::process::Command::new(&exe).args(["--one", mode])),
+        ));
+    }
+    let python = kit::hub::kit_home().join("reference/torch-venv/bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/pytorch_steps.py");
+    let gguf = match kit::hub::resolve("smollm2-135m")? {
+        kit::hub::ModelFiles::Gguf(path) => Some(path),
+        _ => None,
+    };
+    match (python.exists(), gguf) {
+        (true, Some(gguf)) => {
+            for (autocast, label) in [
+                ("none", "PyTorch + PEFT, f32"),
+                ("bf16", "PyTorch + PEFT, bf16 autocast"),
+            ] {
+                let mut cmd = std::process::Command::new(&python);
+                cmd.arg(&script).args(["lora", "--gguf"]).arg(&gguf).args([
+                    "--batch",
+                    &BATCH.to_string(),
+                    "--seq",
+                    &SEQ.to_string(),
+                    "--steps",
+                    &STEPS.to_string(),
+                    "--autocast",
+                    autocast,
+                ]);
+                rows.push((label.into(), run_child(&mut cmd)));
+            }
         }
+        _ => println!(
+            "(no {}: run kit/benches/reference/pytorch.sh for the PyTorch rows)",
+            python.display()
+        ),
+    }
+    let reference = rows
+        .iter()
+        .find(|(l, _)| l == "PyTorch + PEFT, f32")
+        .and_then(|(_, r)| *r);
+    println!("| run | s/step | tokens/s | peak RSS MB | time / PyTorch f32 | memory / PyTorch f32 |");
+    println!("|---|---|---|---|---|---|");
+    for (label, result) in &rows {
+        let Some((step, rss)) = result else {
+            println!("| {label} | failed | | | | |");
+            continue;
+        };
+        let ratio = |a: f64, b: f64| format!("{:.2}×", a / b);
+        let (t, m) = reference.map_or((String::new(), String::new()), |(rs, rm)| {
+            (ratio(*step, rs), ratio(*rss, rm))
+        });
+        println!(
+            "| {label} | {step:.2} | {:.0} | {rss:.0} | {t} | {m} |",
+            (BATCH * SEQ) as f64 / step
+        );
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod eval;
 pub mod generate;
 pub mod hub;
 pub mod io;
+pub mod lm_head;
 pub mod logps;
 pub mod lora;
 pub mod loss;

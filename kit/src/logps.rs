@@ -2,10 +2,10 @@
 //!
 //! A batch is right-padded (pads after the last real token never influence earlier positions in a causal model, so
 //! no attention mask is needed). Position j of the outputs scores token j+1 given tokens 0..=j.
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use crate::data::tokenize::Tokenized;
-use crate::loss::token_log_probs;
+use crate::lm_head::{head_scores, HeadScores};
 use crate::model::Decoder;
 use crate::{Error, Result};
 
@@ -48,12 +48,13 @@ pub fn collate(seqs: &[&Tokenized], pad: u32, device: &Device) -> Result<SeqBatc
 }
 
 /// Per-token log-probs (b, t − 1), differentiable w.r.t. whatever is trainable (0 where the mask is 0), and the
-/// logits of the scored positions ((k, vocab), f32, k = positions with a non-zero mask) for metrics.
+/// logit statistics of the k scored positions (no gradient) for metrics.
 pub struct TokenScores {
     pub logps: Tensor,
-    pub logits: Tensor,
-    /// (row, position) of each of the k scored logits rows.
+    /// (row, position) of each of the k scored positions.
     pub positions: Vec<(usize, usize)>,
+    /// Per scored position: mean logit, arg-max = target, entropy (see [`HeadScores`]).
+    pub head: HeadScores,
 }
 
 /// Run the decoder on `batch` and score every next token the mask counts.
@@ -97,19 +98,12 @@ pub fn token_scores_at(decoder: &Decoder, batch: &SeqBatch, temperature: f64) ->
     let h = hidden.dim(2)?;
     let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
     let index = Tensor::from_vec(flat, k, dev)?;
-    let mut logits = decoder.logits(&hidden.index_select(&index, 0)?)?;
-    if temperature != 1.0 {
-        logits = (logits / temperature)?;
-    }
-    let picked = token_log_probs(&logits, &Tensor::from_vec(targets, k, dev)?)?;
+    // The head runs on the scored rows only, a chunk at a time (`lm_head`): no (k × vocab) logits are kept.
+    let head = head_scores(decoder, &hidden.index_select(&index, 0)?, &targets, temperature)?;
     let logps = Tensor::zeros(b * (t - 1), DType::F32, dev)?
-        .index_add(&index, &picked, 0)?
+        .index_add(&index, &head.logps, 0)?
         .reshape((b, t - 1))?;
-    Ok(TokenScores {
-        logps,
-        logits,
-        positions,
-    })
+    Ok(TokenScores { logps, positions, head })
 }
 
 /// Σⱼ mask·logp per row: (b,).
@@ -128,47 +122,21 @@ pub struct LogitStats {
     pub count: f64,
 }
 
-pub fn logit_stats(scores: &TokenScores, batch: &SeqBatch, rows: std::ops::Range<usize>) -> Result<LogitStats> {
-    let ids = batch.ids.to_vec2::<u32>()?;
-    let mut sel = vec![];
-    let mut targets = vec![];
-    for (i, &(r, j)) in scores.positions.iter().enumerate() {
+pub fn logit_stats(scores: &TokenScores, rows: std::ops::Range<usize>) -> Result<LogitStats> {
+    let (mut mean_logit, mut correct, mut entropy, mut count) = (0f64, 0f64, 0f64, 0f64);
+    for (i, &(r, _)) in scores.positions.iter().enumerate() {
         if rows.contains(&r) {
-            sel.push(i as u32);
-            targets.push(ids[r][j + 1]);
+            mean_logit += scores.head.mean_logit[i] as f64;
+            correct += scores.head.correct[i] as u8 as f64;
+            entropy += scores.head.entropy[i] as f64;
+            count += 1.0;
         }
     }
-    let count = sel.len() as f64;
-    if sel.is_empty() {
-        return Ok(LogitStats {
-            mean_logit: 0.0,
-            accuracy: 0.0,
-            entropy: 0.0,
-            count,
-        });
-    }
-    let dev = scores.logits.device();
-    let n = sel.len();
-    let z = scores
-        .logits
-        .detach()
-        .index_select(&Tensor::from_vec(sel, n, dev)?, 0)?;
-    let targets = Tensor::from_vec(targets, n, dev)?;
-    let mean_logit = z.mean_all()?.to_scalar::<f32>()? as f64;
-    let accuracy = z
-        .argmax(D::Minus1)?
-        .eq(&targets)?
-        .to_dtype(DType::F32)?
-        .mean_all()?
-        .to_scalar::<f32>()? as f64;
-    let p = candle_nn::ops::softmax_last_dim(&z)?;
-    let max = z.max_keepdim(D::Minus1)?;
-    let lse = (z.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + &max)?.squeeze(1)?;
-    let entropy = (lse - (p * &z)?.sum(D::Minus1)?)?.mean_all()?.to_scalar::<f32>()? as f64;
+    let n = count.max(1.0);
     Ok(LogitStats {
-        mean_logit,
-        accuracy,
-        entropy,
+        mean_logit: mean_logit / n,
+        accuracy: correct / n,
+        entropy: entropy / n,
         count,
     })
 }

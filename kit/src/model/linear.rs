@@ -48,22 +48,9 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // The base never enters the autograd graph: gradients flow to x only (see quant.rs). In training, every
-        // layer takes the exact path — also the first projections, whose inputs carry no graph yet, and layers
-        // without an adapter — so that the loss is the one a dense dequantized base would give.
-        let state = self.adapter.as_deref();
-        let exact = state.is_some_and(AdapterState::is_exact);
-        let mut y = match (&self.dense_copy, &self.weight) {
-            (Some(w), FrozenWeight::Quantized(q)) if !crate::quant::runs_quantized(x, q, exact || x.track_op())? => {
-                crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), exact)?
-            }
-            _ => crate::quant::frozen_linear_with(x, &self.weight, exact)?,
-        };
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
-        }
+        let y = self.forward_frozen(x, x.track_op())?;
         let Some(lora) = &self.lora else { return Ok(y) };
-        let state = state.ok_or_else(|| {
+        let state = self.adapter.as_deref().ok_or_else(|| {
             Error::msg(format!(
                 "{}: LoRA weights without the adapter's switches (attach adapters with kit::lora)",
                 self.name
@@ -73,6 +60,33 @@ impl Linear {
             return Ok(y);
         }
         Ok((y + lora.forward(x, state)?)?)
+    }
+
+    /// The frozen part x·Wᵀ + b alone (no LoRA), multiplied as [`Linear::forward`] multiplies an input that carries
+    /// a gradient when `as_tracked` is set. The gradient reaches `x` only if `x` itself carries a graph.
+    pub fn forward_frozen(&self, x: &Tensor, as_tracked: bool) -> Result<Tensor> {
+        // The base never enters the autograd graph: gradients flow to x only (see quant.rs). In training, every
+        // layer takes the exact path — also the first projections, whose inputs carry no graph yet, and layers
+        // without an adapter — so that the loss is the one a dense dequantized base would give.
+        let exact = self.adapter.as_deref().is_some_and(AdapterState::is_exact) || as_tracked;
+        let mut y = match (&self.dense_copy, &self.weight) {
+            (Some(w), FrozenWeight::Quantized(q)) if !crate::quant::runs_quantized(x, q, exact)? => {
+                crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), exact)?
+            }
+            _ => crate::quant::frozen_linear_with(x, &self.weight, exact)?,
+        };
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.to_dtype(y.dtype())?)?;
+        }
+        Ok(y)
+    }
+
+    /// W as a dense (out, in) tensor of `dtype`: the dense copy when one is kept, else W itself or W dequantized.
+    pub fn dense_weight(&self, dtype: DType) -> Result<Tensor> {
+        match &self.dense_copy {
+            Some(w) => Ok(w.to_dtype(dtype)?),
+            None => crate::quant::dense_weight(&self.weight, dtype),
+        }
     }
 
     /// Number of frozen parameters (weight and bias).

@@ -300,8 +300,8 @@ impl Objective for Dpo {
                 )
             }));
         }
-        let chosen = logit_stats(&scores, &batch, 0..n)?;
-        let rejected = logit_stats(&scores, &batch, n..2 * n)?;
+        let chosen = logit_stats(&scores, 0..n)?;
+        let rejected = logit_stats(&scores, n..2 * n)?;
         metrics.insert("logits/chosen".into(), chosen.mean_logit);
         metrics.insert("logits/rejected".into(), rejected.mean_logit);
         metrics.insert("mean_token_accuracy".into(), chosen.accuracy);

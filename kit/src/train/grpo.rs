@@ -555,7 +555,7 @@ impl Grpo {
             &self.cfg,
             tokens_in_step,
         )?;
-        let stats = logit_stats(&scores, &batch, 0..r.seqs.len())?;
+        let stats = logit_stats(&scores, 0..r.seqs.len())?;
         metrics.insert("entropy".into(), stats.entropy);
         metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
         Ok(StepOutput {

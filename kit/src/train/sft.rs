@@ -92,7 +92,7 @@ impl Objective for Sft {
         let denom = at.items_in_step.map_or(count, |n| n.max(1) as f64);
         let loss = ((&scores.logps * &batch.mask)?.sum_all()? * (-1.0 / denom))?;
         let b = batch.lengths.len();
-        let stats = logit_stats(&scores, &batch, 0..b)?;
+        let stats = logit_stats(&scores, 0..b)?;
         let mut metrics = Metrics::new();
         metrics.insert("mean_token_accuracy".into(), stats.accuracy);
         metrics.insert("entropy".into(), stats.entropy);

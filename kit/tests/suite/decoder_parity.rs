@@ -189,3 +189,130 @@ fn input_gradient_matches_torch_autograd() {
         );
     }
 }
+
+/// Hidden states (b·(t−1), hidden) of the positions that predict a next token, their targets, and the embedding
+/// output they are a function of.
+fn scored_hidden(f: &Fixture, input: &Tensor) -> (Var, Tensor, Vec<u32>) {
+    let raw = f.decoder.embed_tokens.forward(input, DType::F32).unwrap();
+    let x = Var::from_tensor(&raw).unwrap();
+    let h = f
+        .decoder
+        .forward_embeds(&f.decoder.scale_embeddings(x.as_tensor().clone()).unwrap(), None, None)
+        .unwrap();
+    let (b, t, d) = h.dims3().unwrap();
+    let h = h.narrow(1, 0, t - 1).unwrap().reshape((b * (t - 1), d)).unwrap();
+    let targets = input
+        .narrow(1, 1, t - 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    (x, h, targets)
+}
+
+#[test]
+fn chunked_head_log_probs_give_torchs_loss_and_input_gradient() {
+    // kit::lm_head runs the head three rows at a time and returns d log p / d hidden from its own closed form; the
+    // mean next-token CE it gives (−mean log p) and the gradient reaching the embeddings must equal torch's, for
+    // every family (Gemma 2's tiny model soft-caps its logits).
+    for f in fixtures() {
+        let t = &f.tensors;
+        let input = ids(&t["plain.input_ids"]);
+        let (x, h, targets) = scored_hidden(&f, &input);
+        let scores = kit::lm_head::head_scores_in_chunks(&f.decoder, &h, &targets, 1.0, 3).unwrap();
+        let loss = (scores.logps.mean_all().unwrap() * -1.0).unwrap();
+        let want_loss = t["plain.loss"]
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[0];
+        let got_loss = loss.to_scalar::<f32>().unwrap();
+        assert!(
+            (got_loss - want_loss).abs() <= 1e-4,
+            "{}: loss {got_loss} vs {want_loss}",
+            f.name
+        );
+        let g = loss
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .expect("gradient reaches the embeddings")
+            .clone();
+        let want = &t["plain.embeds_grad"];
+        let d = common::max_abs(&(g - want).unwrap());
+        let scale = common::max_abs(want);
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "{}: embedding grad differs by {d} (scale {scale})",
+            f.name
+        );
+    }
+}
+
+#[test]
+fn chunked_head_log_probs_under_a_temperature_match_finite_differences() {
+    // log softmax(softcap(h Wᵀ) / τ) at τ = 0.7 on the soft-capped Gemma 2 model: the closed-form gradient of
+    // Σ gᵢ log pᵢ with respect to the hidden rows against central differences of the same forward, in f64 steps of
+    // an f32 model (so the tolerance is loose, but a missing s′(u) or 1/τ factor is far outside it). The statistics
+    // are checked against the full logits.
+    let f = fixtures()
+        .into_iter()
+        .find(|f| f.name == "tiny/gemma2")
+        .expect("tiny/gemma2 fixture");
+    let input = ids(&f.tensors["plain.input_ids"]);
+    let (_, h, targets) = scored_hidden(&f, &input);
+    let h = Var::from_tensor(&h.detach()).unwrap();
+    let k = targets.len();
+    let weights: Vec<f32> = (0..k).map(|i| 1.0 + (i % 3) as f32 * 0.5).collect();
+    let g = Tensor::new(weights.as_slice(), &Device::Cpu).unwrap();
+    let objective = |h: &Tensor| -> Tensor {
+        let s = kit::lm_head::head_scores_in_chunks(&f.decoder, h, &targets, 0.7, 2).unwrap();
+        (s.logps * &g).unwrap().sum_all().unwrap()
+    };
+    let grad = objective(h.as_tensor())
+        .backward()
+        .unwrap()
+        .get(h.as_tensor())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let base = h.as_tensor().to_vec2::<f32>().unwrap();
+    let eps = 1e-2f32;
+    for &(r, c) in &[(0usize, 0usize), (1, 3), (k / 2, 5), (k - 1, 7)] {
+        let at = |delta: f32| {
+            let mut v = base.clone();
+            v[r][c] += delta;
+            objective(&Tensor::new(v, &Device::Cpu).unwrap())
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+        assert!(
+            (grad[r][c] - fd).abs() <= 2e-2 * fd.abs().max(1.0),
+            "({r},{c}): closed form {} vs {fd}",
+            grad[r][c]
+        );
+    }
+    // Statistics of the full logits: entropy −Σ p log p, arg-max = target, mean logit.
+    let s = kit::lm_head::head_scores_in_chunks(&f.decoder, h.as_tensor(), &targets, 0.7, 2).unwrap();
+    let z = (f.decoder.logits(&h.as_tensor().detach()).unwrap() / 0.7).unwrap();
+    let logp = candle_nn::ops::log_softmax(&z, 1).unwrap();
+    let entropy = (logp.exp().unwrap() * &logp)
+        .unwrap()
+        .sum(1)
+        .unwrap()
+        .neg()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let argmax = z.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+    let mean = z.mean(1).unwrap().to_vec1::<f32>().unwrap();
+    for i in 0..k {
+        assert!((s.entropy[i] - entropy[i]).abs() < 1e-4, "entropy {i}");
+        assert!((s.mean_logit[i] - mean[i]).abs() < 1e-5, "mean logit {i}");
+        assert_eq!(s.correct[i], argmax[i] == targets[i], "arg-max {i}");
+    }
+}

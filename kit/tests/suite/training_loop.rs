@@ -163,6 +163,10 @@ fn accumulated_run(
         gradient_accumulation_steps: accum,
         warmup_steps: 0,
         eval_on_start: false,
+        // Adam's first step is lr·g/(|g| + ε): where a gradient is as small as ε (cancellations), float rounding
+        // that depends on the batch shape moves the weight by a sizeable part of lr. A larger ε keeps the
+        // comparison about the accumulated gradient, not about rounding at that scale.
+        adam_epsilon: 1e-6,
         ..args(&dir, steps)
     };
     let out = Trainer::new(&model, &adapter, Sft::new(&model), a)
