@@ -1,5 +1,7 @@
 //! DPO and GRPO optimizer-step time and peak memory on SmolLM2-135M (GGUF base, LoRA r = 16 on all projections),
-//! through the real trainers on the shipped data. Each trainer runs in its own process so peak RSS is its own.
+//! through the real trainers on the shipped data. Each trainer runs in its own process so peak RSS is its own. Once
+//! `kit/benches/reference/pytorch.sh` has made its venv, TRL's DPOTrainer and GRPOTrainer run the same shapes right
+//! after kit (`kit/benches/reference/pytorch_steps.py`), and the table gives the ratios.
 //! Run: `cargo bench -p kit --bench train_step`.
 use std::path::PathBuf;
 
@@ -46,6 +48,8 @@ fn run(which: &str) -> anyhow::Result<()> {
         ..Default::default()
     };
     let adapter = model.attach_lora(&cfg)?;
+    // The peak of training, not of loading (as the TRL side resets it when training begins).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (label, out) = match which {
         "dpo" => {
             let c = DpoConfig {
@@ -89,13 +93,31 @@ fn run(which: &str) -> anyhow::Result<()> {
         .last()
         .and_then(|m| m.get("num_tokens").copied())
         .unwrap_or(0.0);
+    println!("{label}");
     println!(
-        "| {label} | {:.2} | {:.0} | {:.0} |",
+        "RESULT {:.4} {:.0} {:.0}",
         out.train_runtime / STEPS as f64,
-        tokens / out.train_runtime,
-        peak_rss_mb()
+        peak_rss_mb(),
+        tokens / out.train_runtime
     );
     Ok(())
+}
+
+/// (label, s/step, peak RSS MB, tokens/s if known) from a child's output.
+fn parse(stdout: &[u8]) -> Option<(String, f64, f64, Option<f64>)> {
+    let text = String::from_utf8_lossy(stdout);
+    let label = text.lines().next()?.to_string();
+    let line = text.lines().find_map(|l| l.strip_prefix("RESULT "))?;
+    let v: Vec<f64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    Some((label, *v.first()?, *v.get(1)?, v.get(2).copied()))
+}
+
+fn run_child(cmd: &mut std::process::Command) -> Option<(String, f64, f64, Option<f64>)> {
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse(&out.stdout)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -103,16 +125,49 @@ fn main() -> anyhow::Result<()> {
     if let Some(pos) = args.iter().position(|a| a == "--one") {
         return run(args.get(pos + 1).map(String::as_str).unwrap_or("dpo"));
     }
+    println!("{}\n", kit::system::cpu_summary());
     println!("SmolLM2-135M (GGUF Q4_1 base), LoRA r=16 on all 7 projections, {STEPS} optimizer steps each, CPU");
-    println!("| trainer | s/step | tokens/s | peak RSS MB |");
-    println!("|---|---|---|---|");
     let exe = std::env::current_exe()?;
+    let python = kit::hub::kit_home().join("reference/torch-venv/bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference/pytorch_steps.py");
+    let gguf = match kit::hub::resolve("smollm2-135m")? {
+        kit::hub::ModelFiles::Gguf(path) => Some(path),
+        _ => None,
+    };
+    println!(
+        "| trainer | kit s/step | kit tokens/s | kit peak RSS MB | TRL f32 s/step | TRL peak RSS MB | kit / TRL time |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for which in ["dpo", "grpo", "grpo8"] {
-        let out = std::process::Command::new(&exe).args(["--one", which]).output()?;
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        if !out.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-        }
+        let Some((label, step, rss, tps)) = run_child(std::process::Command::new(&exe).args(["--one", which])) else {
+            println!("| {which} | failed | | | | | |");
+            continue;
+        };
+        // TRL runs issue 12's shapes: DPO as kit's row, GRPO with 2 prompts × 8 completions ≤ 32 tokens.
+        let reference = match (&gguf, which) {
+            (Some(gguf), "dpo" | "grpo8") if python.exists() => {
+                let what = if which == "dpo" { "dpo" } else { "grpo" };
+                let mut cmd = std::process::Command::new(&python);
+                cmd.arg(&script)
+                    .args([what, "--steps", &STEPS.to_string(), "--gguf"])
+                    .arg(gguf);
+                run_child(&mut cmd)
+            }
+            _ => None,
+        };
+        let (r_step, r_rss, ratio) = reference.map_or((String::new(), String::new(), String::new()), |(_, s, m, _)| {
+            (format!("{s:.2}"), format!("{m:.0}"), format!("{:.2}×", step / s))
+        });
+        println!(
+            "| {label} | {step:.2} | {:.0} | {rss:.0} | {r_step} | {r_rss} | {ratio} |",
+            tps.unwrap_or(0.0)
+        );
+    }
+    if !python.exists() {
+        println!(
+            "(no {}: run kit/benches/reference/pytorch.sh for the TRL columns)",
+            python.display()
+        );
     }
     Ok(())
 }

@@ -84,6 +84,81 @@ pub fn with_backward(
     Ok(x.apply_op1(op)?)
 }
 
+type Backward3 =
+    Box<dyn Fn(&Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> + Send + Sync>;
+
+/// [`Precomputed`] for a result of three inputs; the backward sees ∂L/∂y only (it captures what else it needs).
+struct Precomputed3 {
+    inner: Precomputed,
+    backward: Backward3,
+}
+
+impl candle_core::CustomOp3 for Precomputed3 {
+    fn name(&self) -> &'static str {
+        self.inner.name
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.inner.cpu_fwd(s1, l1)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+        _: &candle_core::CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        self.inner.cuda_fwd(s1, l1)
+    }
+
+    fn bwd(
+        &self,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad_y: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        (self.backward)(grad_y)
+    }
+}
+
+/// [`with_backward`] for `y` computed from `a`, `b` and `c` (detached): `backward(∂L/∂y)` returns their gradients.
+pub fn with_backward3(
+    (a, b, c): (&Tensor, &Tensor, &Tensor),
+    y: Tensor,
+    name: &'static str,
+    backward: impl Fn(&Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)>
+        + Send
+        + Sync
+        + 'static,
+) -> Result<Tensor> {
+    if !(a.track_op() || b.track_op() || c.track_op()) {
+        return Ok(y);
+    }
+    let op = Precomputed3 {
+        inner: Precomputed {
+            name,
+            output: Mutex::new(Some(y)),
+            backward: Box::new(|_, _, _| candle_core::bail!("unused")),
+        },
+        backward: Box::new(backward),
+    };
+    Ok(a.apply_op3(b, c, op)?)
+}
+
 /// Softmax over the last dimension (fused), with ∂L/∂x = y ⊙ (g − Σ g ⊙ y).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let y = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;

@@ -14,6 +14,7 @@ report what the training steps themselves hold. Run through kit/benches/referenc
 import argparse
 import os
 import statistics
+import sys
 import time
 
 
@@ -33,19 +34,38 @@ def reset_peak_rss():
         pass
 
 
-def load(gguf, dtype):
-    from transformers import AutoModelForCausalLM
+def hf_dir(gguf):
+    """The GGUF's weights as a plain transformers checkpoint (f32, converted once, next to the venv): the trainers
+    refuse a model that transformers still marks as GGUF-quantized."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(gguf), gguf_file=os.path.basename(gguf), dtype=dtype
-    )
+    out = os.path.join(os.path.dirname(sys.executable), "..", "..", "hf", os.path.basename(gguf).removesuffix(".gguf"))
+    if not os.path.exists(os.path.join(out, "config.json")):
+        kw = dict(gguf_file=os.path.basename(gguf))
+        model = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf), dtype="float32", **kw)
+        # The tensors are plain f32 already; only the GGUF marks stop save_pretrained.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(out + ".part")
+        AutoTokenizer.from_pretrained(os.path.dirname(gguf), **kw).save_pretrained(out + ".part")
+        os.replace(out + ".part", out)
+    return out
+
+
+def load(gguf, dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = hf_dir(gguf)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), AutoTokenizer.from_pretrained(path)
 
 
 def lora(args):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    model = load(args.gguf, torch.float32)
+    model, _ = load(args.gguf, torch.float32)
     model.config.use_cache = False
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=targets))
@@ -81,7 +101,7 @@ def trl_args(cls, args, **kw):
     return cls(
         output_dir=os.path.join("/tmp", f"kit-ref-{args.what}-{os.getpid()}"),
         learning_rate=1e-5,
-        max_steps=args.steps + 1,
+        max_steps=args.steps,
         logging_steps=1,
         report_to=[],
         save_strategy="no",
@@ -94,24 +114,17 @@ def trl_args(cls, args, **kw):
 
 
 def timed_train(trainer, args):
-    """Median step time after the first (a callback timestamps each step) and the peak RSS of the steps."""
+    """train_runtime / steps, as kit's bench divides its trainer's train_runtime (the first step included); the peak
+    RSS is reset when training begins."""
     import transformers
 
-    stamps = []
+    class ResetPeak(transformers.TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            reset_peak_rss()
 
-    class Stamp(transformers.TrainerCallback):
-        def on_step_begin(self, *a, **k):
-            if not stamps:
-                reset_peak_rss()
-            stamps.append(time.perf_counter())
-
-        def on_step_end(self, *a, **k):
-            stamps.append(time.perf_counter())
-
-    trainer.add_callback(Stamp())
-    trainer.train()
-    steps = [stamps[i + 1] - stamps[i] for i in range(0, len(stamps) - 1, 2)][1:]
-    return statistics.median(steps)
+    trainer.add_callback(ResetPeak())
+    out = trainer.train()
+    return out.metrics["train_runtime"] / args.steps
 
 
 def jsonl(path):
@@ -125,11 +138,9 @@ def dpo(args):
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    model = load(args.gguf, torch.float32)
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(args.gguf), gguf_file=os.path.basename(args.gguf))
+    model, tok = load(args.gguf, torch.float32)
     rows = jsonl(os.path.join(args.datasets, "pref_ja/train.jsonl"))[:16]
     data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     cfg = trl_args(DPOConfig, args, per_device_train_batch_size=4, max_length=256, beta=0.1)
@@ -146,11 +157,9 @@ def grpo(args):
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    model = load(args.gguf, torch.float32)
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(args.gguf), gguf_file=os.path.basename(args.gguf))
+    model, tok = load(args.gguf, torch.float32)
     rows = jsonl(os.path.join(args.datasets, "math_ja/train.jsonl"))[:8]
     data = Dataset.from_list([{"prompt": r["prompt"], "answer": str(r["answer"])} for r in rows])
 

@@ -62,24 +62,96 @@ impl Attention {
             }
             cache.kv = Some((k.clone(), v.clone()));
         }
-        let groups = self.num_heads / self.num_kv_heads;
-        let k = repeat_kv(&k, groups)?;
-        let v = repeat_kv(&v, groups)?;
-
-        // Scores and softmax in f32 whatever the activation dtype (as transformers' eager attention).
-        let dtype = q.dtype();
-        let q = q.to_dtype(DType::F32)?.contiguous()?;
-        let k = k.to_dtype(DType::F32)?.contiguous()?;
-        let mut scores = (q.matmul(&k.t()?)? * self.scale)?;
-        if let Some(cap) = self.softcap {
-            scores = ((scores / cap)?.tanh()? * cap)?;
-        }
-        let scores = scores.broadcast_add(mask)?;
-        let probs = crate::autograd::softmax_last_dim(&scores)?;
-        let out = probs.to_dtype(dtype)?.matmul(&v.contiguous()?)?;
+        let out = attend(&q, &k, &v, mask, self.scale, self.softcap)?;
         let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
     }
+}
+
+/// softmax(mask + softcap(scale · q kᵀ)) · v for q (b, h, t, d) and k, v (b, kv, s, d) with h a multiple of kv (grouped
+/// query heads: query head i reads kv head i / (h / kv)); mask (b, 1, t, s) additive. Returns (b, h, t, d).
+///
+/// One op with a closed-form backward (Vaswani et al. 2017 for the product; the softmax Jacobian as in
+/// `autograd::softmax_last_dim`): only the probabilities P are kept, not the raw, scaled, capped and masked scores.
+/// With the groups folded into the query length — q as (b, kv, groups · t, d) — every product runs against the kv
+/// heads as they are, so k and v are never repeated and the backward's sums over a group come out of the products.
+/// Scores and softmax run in f32 whatever the activation dtype (as transformers' eager attention does).
+///
+///   S = scale · q kᵀ,  C = c·tanh(S / c) (or S),  P = softmax(C + mask),  O = P v
+///   ∂v = Pᵀ ∂O,  ∂P = ∂O vᵀ,  ∂C = P ⊙ (∂P − rowsum(∂P ⊙ P)),  ∂S = ∂C ⊙ (1 − tanh²(S / c)),
+///   ∂q = scale · ∂S k,  ∂k = scale · ∂Sᵀ q
+///
+/// Without a gradient to carry, the product runs in the plain form [`attend_plain`] instead: the grouped products
+/// round differently from one sequence length to the next, and a prompt's prefill and its token-by-token decoding
+/// must give the same numbers (generation's log-probs against a forward over the whole sequence).
+pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Tensor> {
+    if !(q.track_op() || k.track_op() || v.track_op()) {
+        return attend_plain(q, k, v, mask, scale, softcap);
+    }
+    let (b, h, t, d) = q.dims4()?;
+    let (_, kv, s, _) = k.dims4()?;
+    let groups = h / kv;
+    let dtype = q.dtype();
+    // (b, h, t, d) → (b, kv, groups · t, d): head i = j · groups + g sits in kv block j.
+    let fold = |x: &Tensor| -> candle_core::Result<Tensor> { x.contiguous()?.reshape((b, kv, groups * t, d)) };
+    let qf = fold(&q.detach().to_dtype(DType::F32)?)?;
+    let kf = k.detach().to_dtype(DType::F32)?.contiguous()?;
+    let vd = v.detach().contiguous()?;
+    // (b, kv, groups · t, s) → (b, h, t, s) for the mask and the softmax.
+    let mut scores = (qf.matmul(&kf.t()?)? * scale)?.reshape((b, h, t, s))?;
+    let tanh = match softcap {
+        Some(c) => {
+            let th = (scores / c)?.tanh()?;
+            scores = (&th * c)?;
+            Some(th)
+        }
+        None => None,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(mask)?)?;
+    drop(scores);
+    let pf = probs.reshape((b, kv, groups * t, s))?;
+    let out = pf.to_dtype(dtype)?.matmul(&vd)?.reshape((b, h, t, d))?;
+    let (k_dtype, v_dtype) = (k.dtype(), v.dtype());
+    crate::autograd::with_backward3((q, k, v), out, "attention", move |g| {
+        let gf = g.to_dtype(DType::F32)?.contiguous()?.reshape((b, kv, groups * t, d))?;
+        let vf = vd.to_dtype(DType::F32)?;
+        let dv = pf.t()?.matmul(&gf)?; // (b, kv, s, d)
+        let dp = gf.matmul(&vf.t()?)?.reshape((b, h, t, s))?;
+        let row = (&dp * &probs)?.sum_keepdim(3)?;
+        let mut ds = (&probs * dp.broadcast_sub(&row)?)?;
+        if let Some(th) = &tanh {
+            ds = (ds * (1.0 - th.sqr()?)?)?;
+        }
+        let ds = (ds * scale)?.reshape((b, kv, groups * t, s))?;
+        let dq = ds.matmul(&kf)?.reshape((b, h, t, d))?.to_dtype(dtype)?;
+        let dk = ds.t()?.matmul(&qf)?.to_dtype(k_dtype)?;
+        Ok((Some(dq), Some(dk), Some(dv.to_dtype(v_dtype)?)))
+    })
+}
+
+/// [`attend`] in the textbook form: kv heads repeated, one product per query head, candle's ops (differentiable,
+/// keeping every intermediate). Used where no gradient flows.
+pub fn attend_plain(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+    softcap: Option<f64>,
+) -> Result<Tensor> {
+    let groups = q.dim(1)? / k.dim(1)?;
+    let k = repeat_kv(k, groups)?;
+    let v = repeat_kv(v, groups)?;
+    let dtype = q.dtype();
+    let q = q.to_dtype(DType::F32)?.contiguous()?;
+    let k = k.to_dtype(DType::F32)?.contiguous()?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(cap) = softcap {
+        scores = ((scores / cap)?.tanh()? * cap)?;
+    }
+    let scores = scores.broadcast_add(mask)?;
+    let probs = crate::autograd::softmax_last_dim(&scores)?;
+    Ok(probs.to_dtype(dtype)?.matmul(&v.contiguous()?)?)
 }
 
 /// (b, kv, s, d) → (b, kv * groups, s, d), each kv head repeated for the query heads that share it.
@@ -121,4 +193,74 @@ pub fn build_mask(
         }
     }
     Ok(Tensor::from_vec(data, (b, 1, seq, total), device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64, cap: Option<f64>) -> Tensor {
+        attend_plain(q, k, v, mask, scale, cap).unwrap()
+    }
+
+    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Var {
+        let n = shape.0 * shape.1 * shape.2 * shape.3;
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let data: Vec<f32> = (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Var::from_tensor(&Tensor::from_vec(data, shape, &Device::Cpu).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn grouped_attention_and_its_backward_equal_the_textbook_form() {
+        // 6 (or 9) query heads over 2 (or 3) kv heads, a left-padded row, with and without soft-capping; the
+        // gradients of Σ w ⊙ O with respect to q, k and v against candle's autograd through the plain form.
+        // Also with a cache: one or three new queries after four cached positions.
+        for (b, h, kv, d, past, t, cap) in [
+            (2, 6, 2, 4, 0, 5, None),
+            (2, 6, 2, 4, 0, 5, Some(2.0)),
+            (2, 6, 2, 4, 4, 1, None),
+            (2, 6, 2, 4, 4, 3, Some(2.0)),
+            (1, 9, 3, 64, 0, 7, None),
+            (3, 9, 3, 64, 7, 1, None),
+            (1, 9, 3, 64, 37, 1, None),
+            (1, 9, 3, 64, 0, 40, None),
+            (1, 9, 3, 64, 20, 1, None),
+        ] {
+            let s = past + t;
+            // Row 1 (when there is one) is left-padded by two positions.
+            let keys: Vec<Vec<bool>> = (0..b).map(|r| (0..s).map(|j| r != 1 || j >= 2).collect()).collect();
+            let mask = build_mask(&keys, past, t, None, &Device::Cpu).unwrap();
+            let (q, k, v) = (
+                random((b, h, t, d), 1),
+                random((b, kv, s, d), 2),
+                random((b, kv, s, d), 3),
+            );
+            let w = random((b, h, t, d), 4).as_tensor().detach();
+            let ours = attend(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 0.7, cap).unwrap();
+            let want = reference(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 0.7, cap);
+            let diff = |a: &Tensor, b: &Tensor| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            assert!(diff(&ours, &want) < 1e-6, "forward, cap {cap:?}");
+            let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (want * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+                let (a, b) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+                assert!(diff(a, b) < 1e-5, "∂{name}, cap {cap:?}: {}", diff(a, b));
+            }
+        }
+    }
 }
