@@ -1,7 +1,9 @@
 //! Generation throughput: tokens/s at batch 1 and 8 on SmolLM2-135M (GGUF Q4_1, and dequantized) and Gemma 3 270M
 //! (GGUF Q4_K_M), next to native llama.cpp on the same files, run right after kit on each model when
 //! `kit/benches/reference/llama_cpp.sh` has built it (`$KIT_HOME/reference/build/bin/llama-bench`). This machine's
-//! speed drifts by ±30% over minutes, so only the ratio of two figures measured together means anything.
+//! speed drifts by ±30% over minutes, so only the ratio of two figures measured together means anything. Once
+//! `kit/benches/reference/pytorch.sh` has made its venv, HF transformers' `generate` (f32, the same weights) runs
+//! on the SmolLM2 prompts too, right after kit (`kit/benches/reference/pytorch_steps.py generate`).
 //! Run on an idle machine: `cargo bench -p kit --bench generate`. Prints tables; not a test.
 use std::time::Instant;
 
@@ -16,6 +18,8 @@ struct Row {
     decode: f64,
     /// llama.cpp's tokens/s on the same GGUF, measured just after (batch-1 GGUF rows, when it is built).
     reference: Option<f64>,
+    /// HF transformers' greedy `generate` decode tokens/s at the same batch (SmolLM2 GGUF rows, when the venv exists).
+    hf: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -73,11 +77,16 @@ fn main() -> anyhow::Result<()> {
                 (kit::hub::ModelFiles::Gguf(path), 1, false) => llama_cpp_decode(path),
                 _ => None,
             };
+            let hf = match (&files, model_name, dequantize) {
+                (kit::hub::ModelFiles::Gguf(path), "smollm2-135m", false) => hf_decode(path, batch),
+                _ => None,
+            };
             rows.push(Row {
                 model: model_name,
                 batch,
                 decode,
                 reference,
+                hf,
             });
         }
     }
@@ -98,26 +107,55 @@ fn median_s(mut f: impl FnMut() -> kit::Result<()>) -> kit::Result<f64> {
 
 /// kit against native llama.cpp (`llama-bench -n 64`, median of 5) on the same GGUF, batch 1.
 fn print_reference(rows: &[Row]) -> anyhow::Result<()> {
-    if rows.iter().all(|r| r.reference.is_none()) {
+    if rows.iter().all(|r| r.reference.is_none() && r.hf.is_none()) {
         println!(
-            "\n(no {}: run kit/benches/reference/llama_cpp.sh for the llama.cpp column)",
+            "\n(no {}: run kit/benches/reference/llama_cpp.sh for the llama.cpp column, kit/benches/reference/pytorch.sh for HF generate)",
             llama_bench().display()
         );
         return Ok(());
     }
-    println!("\nGreedy decode, kit vs native llama.cpp measured right after it:");
-    println!("| model | batch | kit tokens/s | llama.cpp tokens/s | kit / llama.cpp |");
-    println!("|---|---|---|---|---|");
+    println!("\nGreedy decode, kit vs native llama.cpp and HF generate (f32), each measured right after kit:");
+    println!(
+        "| model | batch | kit tokens/s | llama.cpp tokens/s | kit / llama.cpp | HF generate tokens/s | kit / HF |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let fmt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.1}"));
     for r in rows {
-        if let Some(reference) = r.reference {
+        if r.reference.is_some() || r.hf.is_some() {
             let (model, batch, kit) = (r.model, r.batch, r.decode);
+            let ratio = |x: Option<f64>| x.map_or(String::new(), |x| format!("{:.2}×", kit / x));
             println!(
-                "| {model} | {batch} | {kit:.1} | {reference:.1} | {:.2}× |",
-                kit / reference
+                "| {model} | {batch} | {kit:.1} | {} | {} | {} | {} |",
+                fmt(r.reference),
+                ratio(r.reference),
+                fmt(r.hf),
+                ratio(r.hf)
             );
         }
     }
     Ok(())
+}
+
+/// HF `generate`'s decode tokens/s on the GGUF's weights (f32) at `batch` rows; `None` without the venv.
+fn hf_decode(gguf: &std::path::Path, batch: usize) -> Option<f64> {
+    let python = kit::hub::kit_home().join("reference/torch-venv/bin/python");
+    if !python.exists() {
+        return None;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/pytorch_steps.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["generate", "--batch", &batch.to_string(), "--gguf"])
+        .arg(gguf)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("RESULT "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn llama_bench() -> std::path::PathBuf {

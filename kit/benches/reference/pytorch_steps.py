@@ -4,6 +4,9 @@
              tokens (the ids `cargo bench -p kit --bench lora_step` uses), mean next-token cross-entropy, AdamW.
     dpo      TRL's DPOTrainer, 4 pairs a step of datasets/pref_ja/train.jsonl, max_length 256, the same LoRA
              (the reference pass runs with the adapter disabled), as `cargo bench -p kit --bench train_step` does.
+    generate HF transformers' greedy `generate` at --batch rows, 64 new tokens a row, on the prompts
+             `cargo bench -p kit --bench generate` uses: decode tokens/s = (new tokens - rows) / (total - prefill),
+             prefill timed as a 1-token generate, medians of 3 after a warm-up, as kit's bench computes it.
     grpo     TRL's GRPOTrainer, 2 prompts x 8 completions <= 32 tokens of datasets/math_ja/train.jsonl, beta 0.04,
              the same LoRA, rewards: the format and accuracy rules of kit::rewards in a few lines of Python.
 
@@ -190,9 +193,40 @@ def grpo(args):
     print(f"RESULT {step:.4f} {peak_rss_mb():.0f}")
 
 
+def generate(args):
+    import torch
+
+    model, tok = load(args.gguf, torch.float32)
+    model.eval()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    prompts = [f"Once upon a time, in a village number {i}, there lived" for i in range(args.batch)]
+    enc = tok(prompts, return_tensors="pt", padding=True)
+
+    def run(n):
+        with torch.inference_mode():
+            return model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+
+    def median_s(n):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            run(n)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    run(64)
+    prefill = median_s(1)
+    total = median_s(64)
+    decode = (64 * args.batch - args.batch) / max(total - prefill, 1e-9)
+    print(f"HF generate, f32, batch {args.batch}: {decode:.1f} decode tokens/s")
+    print(f"RESULT {decode:.2f} {peak_rss_mb():.0f}")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["lora", "dpo", "grpo"])
+    p.add_argument("what", choices=["lora", "dpo", "grpo", "generate"])
     p.add_argument("--gguf", required=True)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
@@ -204,7 +238,7 @@ def main():
 
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count() or 1)
-    {"lora": lora, "dpo": dpo, "grpo": grpo}[args.what](args)
+    {"lora": lora, "dpo": dpo, "grpo": grpo, "generate": generate}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(lora), Some(state)) = (&self.lora, self.adapter.as_deref()) {
+            if state.is_enabled() && state.is_training() {
+                return self.forward_training(x, lora, state);
+            }
+        }
         let y = self.forward_frozen(x, x.track_op())?;
         let Some(lora) = &self.lora else { return Ok(y) };
         let state = self.adapter.as_deref().ok_or_else(|| {
@@ -60,6 +65,66 @@ impl Linear {
             return Ok(y);
         }
         Ok((y + lora.forward(x, state)?)?)
+    }
+
+    /// y = x Wᵀ + b + s · ((x ⊙ m) Aᵀ) Bᵀ as one op (m: the dropout mask, if any), for training.
+    ///
+    /// The same forward as the frozen product plus [`LoraLayer::forward`], but candle's graph keeps only y, not the
+    /// frozen product, (x A) B and its scaled copy beside it (three tensors of y's size per projection: half of a
+    /// step's activations). Only x Aᵀ (r values a row) is kept for the backward, which is in closed form:
+    ///   ∂B = (s·∂y)ᵀ (x_m Aᵀ),  ∂(x_m Aᵀ) = (s·∂y) B,  ∂A = ∂(x_m Aᵀ)ᵀ x_m,  ∂x = ∂y W + (∂(x_m Aᵀ) A) ⊙ m
+    /// in the order candle's autograd would take them, so the numbers are the unfused path's.
+    fn forward_training(&self, x: &Tensor, lora: &LoraLayer, state: &AdapterState) -> Result<Tensor> {
+        use crate::quant::{matmul, matmul_t};
+        let dtype = x.dtype();
+        let (a, b) = state.weights(lora.slot)?;
+        let (a_var, b_var) = (a.as_tensor(), b.as_tensor());
+        let (a, b) = (a_var.detach().to_dtype(dtype)?, b_var.detach().to_dtype(dtype)?);
+        let xd = x.detach();
+        let mask = if lora.dropout > 0.0 {
+            Some(state.dropout_mask(&xd, lora.dropout)?)
+        } else {
+            None
+        };
+        let xm = match &mask {
+            Some(m) => (&xd * m)?,
+            None => xd.clone(),
+        };
+        let xa = matmul_t(&xm, &a)?;
+        let y = (self.forward_frozen(&xd, true)? + (matmul_t(&xa, &b)? * lora.scale)?)?;
+        let weight = self.weight.clone();
+        let dense = self.dense_copy.clone();
+        let (scale, a_dtype, b_dtype) = (lora.scale, a_var.dtype(), b_var.dtype());
+        let in_features = self.weight.in_features();
+        let x_shape = x.shape().clone();
+        let track_x = x.track_op();
+        let err = |e: crate::Error| candle_core::Error::Msg(e.to_string());
+        crate::autograd::with_backward3((x, a_var, b_var), y, "lora-linear", move |g| {
+            let gs = (g * scale)?;
+            let out = gs.dim(candle_core::D::Minus1)?;
+            let rows = gs.elem_count() / out;
+            let (gs2, xa2) = (
+                gs.reshape((rows, out))?,
+                xa.reshape((rows, xa.dim(candle_core::D::Minus1)?))?,
+            );
+            let db = gs2.t()?.matmul(&xa2)?; // (out, r)
+            let dxa = gs2.matmul(&b)?; // (rows, r)
+            let da = dxa.t()?.matmul(&xm.reshape((rows, in_features))?)?; // (r, in)
+            let dx = if track_x {
+                let w = match &dense {
+                    Some(w) => w.to_dtype(g.dtype())?,
+                    None => crate::quant::dense_weight(&weight, g.dtype()).map_err(err)?,
+                };
+                let mut lora_dx = dxa.matmul(&a)?;
+                if let Some(m) = &mask {
+                    lora_dx = (lora_dx * m.reshape((rows, in_features))?)?;
+                }
+                Some((matmul(g, &w).map_err(err)? + lora_dx.reshape(&x_shape)?)?)
+            } else {
+                None
+            };
+            Ok((dx, Some(da.to_dtype(a_dtype)?), Some(db.to_dtype(b_dtype)?)))
+        })
     }
 
     /// The frozen part x·Wᵀ + b alone (no LoRA), multiplied as [`Linear::forward`] multiplies an input that carries

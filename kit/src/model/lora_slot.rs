@@ -188,6 +188,11 @@ impl AdapterState {
 
     /// Inverted dropout of `x`: each element kept with probability 1 − p and then scaled by 1/(1 − p).
     fn dropout(&self, x: &Tensor, p: f32) -> Result<Tensor> {
+        Ok((x * self.dropout_mask(x, p)?)?)
+    }
+
+    /// The mask [`AdapterState::dropout`] multiplies by: 0 or 1/(1 − p) per element of `x`, in x's dtype.
+    pub fn dropout_mask(&self, x: &Tensor, p: f32) -> Result<Tensor> {
         let keep = 1.0 / (1.0 - p);
         let mask: Vec<f32> = {
             let mut rng = self
@@ -198,10 +203,9 @@ impl AdapterState {
                 .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })
                 .collect()
         };
-        let mask = Tensor::from_vec(mask, x.shape(), &Device::Cpu)?
+        Ok(Tensor::from_vec(mask, x.shape(), &Device::Cpu)?
             .to_device(x.device())?
-            .to_dtype(x.dtype())?;
-        Ok((x * mask)?)
+            .to_dtype(x.dtype())?)
     }
 }
 
