@@ -28,7 +28,8 @@ fn peak_rss_mb() -> f64 {
         / 1024.0
 }
 
-fn run(dense: bool) -> anyhow::Result<()> {
+fn run(mode: &str) -> anyhow::Result<()> {
+    let dense = mode == "dense";
     let mut model = Model::load(
         "smollm2-135m",
         &LoadOptions {
@@ -43,6 +44,7 @@ fn run(dense: bool) -> anyhow::Result<()> {
     };
     let adapter = model.attach_lora(&cfg)?;
     adapter.set_training(true);
+    let _checkpointing = adapter.checkpointing_scope(mode == "checkpointed");
     let mut opt = AdamW::new(
         adapter.vars(),
         ParamsAdamW {
@@ -65,7 +67,7 @@ fn run(dense: bool) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let scores = kit::logps::token_scores(&model.decoder, &batch)?;
         let loss = (scores.logps.mean_all()? * -1.0)?;
-        opt.backward_step(&loss)?;
+        opt.step(&adapter.backward(&loss)?)?;
         let _ = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         times.push(t0.elapsed().as_secs_f64());
     }
@@ -102,7 +104,7 @@ fn run_child(cmd: &mut std::process::Command) -> Option<(f64, f64)> {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--one") {
-        return run(args.get(pos + 1).map(String::as_str) == Some("dense"));
+        return run(args.get(pos + 1).map_or("quantized", String::as_str));
     }
     println!("{}\n", kit::system::cpu_summary());
     println!(
@@ -113,6 +115,7 @@ fn main() -> anyhow::Result<()> {
     for (mode, label) in [
         ("quantized", "kit, GGUF base"),
         ("dense", "kit, dense (dequantized) base"),
+        ("checkpointed", "kit, GGUF base, gradient_checkpointing"),
     ] {
         rows.push((
             label.into(),

@@ -30,6 +30,7 @@ fn datasets() -> PathBuf {
 
 fn args(name: &str, bs: usize) -> TrainingArguments {
     TrainingArguments {
+        gradient_checkpointing: name.ends_with("-ckpt"),
         output_dir: std::env::temp_dir().join(format!("kit-bench-{name}-{}", std::process::id())),
         learning_rate: 1e-5,
         per_device_train_batch_size: bs,
@@ -51,9 +52,9 @@ fn run(which: &str) -> anyhow::Result<()> {
     // The peak of training, not of loading (as the TRL side resets it when training begins).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (label, out) = match which {
-        "dpo" => {
+        "dpo" | "dpo-ckpt" => {
             let c = DpoConfig {
-                args: args("dpo", 4),
+                args: args(which, 4),
                 max_length: Some(256),
                 ..Default::default()
             };
@@ -62,13 +63,13 @@ fn run(which: &str) -> anyhow::Result<()> {
             let out = Trainer::new(&model, &adapter, Dpo::new(&model, c.clone()), c.args.clone())
                 .with_data(data, vec![])
                 .train()?;
-            ("DPO: 4 pairs/step, reference pass each step", out)
+            ("DPO: 4 pairs/step, reference pass each step".to_string(), out)
         }
         _ => {
             // "grpo": the README's row; "grpo8": issue 12's (2 prompts × 8 completions ≤ 32 tokens).
-            let (g, len) = if which == "grpo8" { (8, 32) } else { (4, 64) };
+            let (g, len) = if which.starts_with("grpo8") { (8, 32) } else { (4, 64) };
             let c = GrpoConfig {
-                args: args("grpo", 2 * g),
+                args: args(which, 2 * g),
                 num_generations: g,
                 max_completion_length: len,
                 beta: 0.04,
@@ -85,7 +86,7 @@ fn run(which: &str) -> anyhow::Result<()> {
             } else {
                 "GRPO: 2 prompts × 4 completions ≤ 64 tokens, β = 0.04"
             };
-            (label, out)
+            (label.to_string(), out)
         }
     };
     let tokens: f64 = out
@@ -93,6 +94,11 @@ fn run(which: &str) -> anyhow::Result<()> {
         .last()
         .and_then(|m| m.get("num_tokens").copied())
         .unwrap_or(0.0);
+    let label = if which.ends_with("-ckpt") {
+        format!("{label}, gradient_checkpointing")
+    } else {
+        label
+    };
     println!("{label}");
     println!(
         "RESULT {:.4} {:.0} {:.0}",
@@ -138,13 +144,14 @@ fn main() -> anyhow::Result<()> {
         "| trainer | kit s/step | kit tokens/s | kit peak RSS MB | TRL f32 s/step | TRL peak RSS MB | kit / TRL time |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for which in ["dpo", "grpo", "grpo8"] {
+    for which in ["dpo", "dpo-ckpt", "grpo", "grpo8", "grpo8-ckpt"] {
         let Some((label, step, rss, tps)) = run_child(std::process::Command::new(&exe).args(["--one", which])) else {
             println!("| {which} | failed | | | | | |");
             continue;
         };
         // TRL runs issue 12's shapes: DPO as kit's row, GRPO with 2 prompts × 8 completions ≤ 32 tokens.
         let reference = match (&gguf, which) {
+            // TRL once per shape (the rows without checkpointing; TRL's figure is for its defaults, f32).
             (Some(gguf), "dpo" | "grpo8") if python.exists() => {
                 let what = if which == "dpo" { "dpo" } else { "grpo" };
                 let mut cmd = std::process::Command::new(&python);

@@ -32,6 +32,19 @@ pub struct Adapter {
     pub base_model_name_or_path: String,
 }
 
+/// Puts the adapter's gradient checkpointing back as it was when dropped ([`Adapter::checkpointing_scope`]).
+#[must_use = "checkpointing is restored as soon as the guard is dropped"]
+pub struct CheckpointingGuard<'a> {
+    state: &'a AdapterState,
+    previous: bool,
+}
+
+impl Drop for CheckpointingGuard<'_> {
+    fn drop(&mut self) {
+        self.state.set_checkpointing(self.previous);
+    }
+}
+
 /// The values of an adapter's A and B at one moment ([`Adapter::snapshot`]).
 #[derive(Debug, Clone)]
 pub struct AdapterSnapshot {
@@ -96,6 +109,22 @@ impl Adapter {
     /// reward model wants of its scores.
     pub fn set_exact(&self, exact: bool) {
         self.state.set_exact(exact);
+    }
+
+    /// Gradient checkpointing on or off until the guard is dropped (the trainer sets `gradient_checkpointing` so);
+    /// see [`crate::model::checkpoint`]. While on, take gradients with [`Adapter::backward`].
+    pub fn checkpointing_scope(&self, on: bool) -> CheckpointingGuard<'_> {
+        let previous = self.state.is_checkpointing();
+        self.state.set_checkpointing(on);
+        CheckpointingGuard {
+            state: &self.state,
+            previous,
+        }
+    }
+
+    /// `loss.backward()` with the gradients of checkpointed layers added (the same as `loss.backward()` otherwise).
+    pub fn backward(&self, loss: &candle_core::Tensor) -> Result<candle_core::backprop::GradStore> {
+        self.state.backward(loss)
     }
 
     /// Restart the dropout masks' random stream from `seed` (the trainer does it every step, so that a resumed run

@@ -242,6 +242,11 @@ impl Decoder {
             }
             None => vec![vec![true; t]; b],
         };
+        // Gradient checkpointing applies to a training forward over whole sequences (no cache of the caller's).
+        let checkpointing = match (&cache, &self.lm_head.adapter) {
+            (None, Some(s)) if s.is_checkpointing() && s.is_training() && s.is_enabled() => Some(s.clone()),
+            _ => None,
+        };
         let mut local_cache = None;
         let cache = match cache {
             Some(c) => c,
@@ -300,7 +305,14 @@ impl Decoder {
                 LayerKind::Full => &full_mask,
             };
             let (cos, sin) = &cos_sin[layer.rope_index];
-            x = layer.forward(&x, cos, sin, mask, Some(layer_cache))?;
+            x = match &checkpointing {
+                // The first layer's input (the embeddings) carries no graph: it runs plainly.
+                Some(state) if x.track_op() => {
+                    let (layer, cos, sin, mask) = (layer.clone(), cos.clone(), sin.clone(), mask.clone());
+                    super::checkpoint::checkpointed(&x, state, move |x| layer.forward(x, &cos, &sin, &mask, None))?
+                }
+                _ => layer.forward(&x, cos, sin, mask, Some(layer_cache))?,
+            };
         }
         self.norm.forward(&x)
     }

@@ -27,6 +27,11 @@ pub struct AdapterState {
     dropout_rng: Mutex<StdRng>,
     /// (A, B) of each adapted layer, by slot ([`LoraLayer::slot`]).
     weights: RwLock<Vec<(Var, Var)>>,
+    /// Recompute each decoder layer in the backward instead of keeping its activations (`gradient_checkpointing`).
+    checkpointing: AtomicBool,
+    /// Gradients of A and B found while recomputing checkpointed layers, (A or B, gradient), until
+    /// [`AdapterState::add_checkpointed_gradients`] moves them into the step's gradients.
+    checkpointed_grads: Mutex<Vec<(Tensor, Tensor)>>,
 }
 
 /// An adapter's switches: on or off (the base model), training (gradients, dropout, exact products), exact (exact
@@ -62,7 +67,81 @@ impl AdapterState {
             exact: AtomicBool::new(false),
             dropout_rng: Mutex::new(dropout_rng(seed)),
             weights: RwLock::new(Vec::new()),
+            checkpointing: AtomicBool::new(false),
+            checkpointed_grads: Mutex::new(Vec::new()),
         }
+    }
+
+    pub fn is_checkpointing(&self) -> bool {
+        self.checkpointing.load(Ordering::Relaxed)
+    }
+
+    /// Gradient checkpointing (transformers' `gradient_checkpointing`): in training, decoder layers keep only their
+    /// input and are run again in the backward. Gradients are then complete only through [`AdapterState::backward`].
+    pub fn set_checkpointing(&self, on: bool) {
+        self.checkpointing.store(on, Ordering::Relaxed)
+    }
+
+    /// Keep the gradients `grads` holds for any A or B (a checkpointed layer's recomputation found them).
+    pub fn stash_checkpointed_gradients(&self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        let mut out = self
+            .checkpointed_grads
+            .lock()
+            .map_err(|_| Error::msg("checkpointed gradients: poisoned lock"))?;
+        for (a, b) in self.all_weights() {
+            for v in [a.as_tensor(), b.as_tensor()] {
+                if let Some(g) = grads.get(v) {
+                    out.push((v.clone(), g.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Add the stashed gradients of checkpointed layers into `grads` (and forget them).
+    pub fn add_checkpointed_gradients(&self, grads: &mut candle_core::backprop::GradStore) -> Result<()> {
+        let stashed = std::mem::take(
+            &mut *self
+                .checkpointed_grads
+                .lock()
+                .map_err(|_| Error::msg("checkpointed gradients: poisoned lock"))?,
+        );
+        for (v, g) in stashed {
+            let sum = match grads.remove(&v) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            grads.insert(&v, sum);
+        }
+        Ok(())
+    }
+
+    /// `loss.backward()`, with the gradients of checkpointed layers included: what a trainer must call.
+    pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+        let mut grads = loss.backward()?;
+        self.add_checkpointed_gradients(&mut grads)?;
+        Ok(grads)
+    }
+
+    /// A seed drawn from the dropout stream (one draw).
+    pub fn draw_dropout_seed(&self) -> Result<u64> {
+        Ok(self
+            .dropout_rng
+            .lock()
+            .map_err(|_| Error::msg("dropout generator: poisoned lock"))?
+            .random::<u64>())
+    }
+
+    /// Draw dropout masks from a stream seeded with `seed` while `f` runs, then go on with the adapter's own stream.
+    pub fn with_dropout_seed<T>(&self, seed: u64, f: impl FnOnce() -> T) -> Result<T> {
+        let poisoned = |_| Error::msg("dropout generator: poisoned lock");
+        let own = std::mem::replace(
+            &mut *self.dropout_rng.lock().map_err(poisoned)?,
+            StdRng::seed_from_u64(seed),
+        );
+        let out = f();
+        *self.dropout_rng.lock().map_err(poisoned)? = own;
+        Ok(out)
     }
 
     /// Hold a layer's A and B; returns the slot the layer reads them from.

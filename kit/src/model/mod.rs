@@ -1,5 +1,6 @@
 //! The one decoder and everything it is built from.
 pub mod attention;
+pub mod checkpoint;
 pub mod config;
 pub mod decoder;
 pub mod gguf_config;

@@ -70,6 +70,9 @@ pub struct TrainingArguments {
     pub resume_from_checkpoint: Option<String>,
     /// Turn off the progress display (bar in a terminal, lines in a notebook or log). transformers default: false.
     pub disable_tqdm: bool,
+    /// Keep only each decoder layer's input and run the layer again in the backward: a fraction of the activation
+    /// memory for about one more forward pass per step (`kit::model::checkpoint`). transformers default: false.
+    pub gradient_checkpointing: bool,
 }
 
 /// transformers' `max_steps = -1` means "no step limit, use `num_train_epochs`": kit's `None`. A config file may say
@@ -120,6 +123,7 @@ impl Default for TrainingArguments {
             save_total_limit: None,
             resume_from_checkpoint: None,
             disable_tqdm: false,
+            gradient_checkpointing: false,
         }
     }
 }

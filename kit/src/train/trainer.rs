@@ -177,6 +177,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
         // Whatever way the run ends (an error, a NaN, a panic), the adapter goes back to the mode it had.
         let adapter = self.adapter;
         let _mode = adapter.scoped(adapter.mode());
+        let _checkpointing = adapter.checkpointing_scope(self.args.gradient_checkpointing);
         let mut run = self.begin()?;
         if self.args.eval_on_start && run.state.global_step == 0 && !self.eval_data.is_empty() {
             self.evaluate_and_log(&mut run, &mut TrainerControl::default())?;
@@ -368,7 +369,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
                     run.last_checkpoint.as_deref(),
                 ));
             }
-            let g = (out.loss * weight)?.backward()?;
+            let g = self.adapter.state.backward(&(out.loss * weight)?)?;
             let micro_grads: Vec<Option<&Tensor>> = run.vars.iter().map(|v| g.get(v.as_tensor())).collect();
             // Name the micro-batch whose gradient is not finite (with one micro-batch, the step's norm says it).
             if accumulation > 1 {

@@ -52,6 +52,28 @@ fn peft_adapters_give_peft_logits_loss_and_gradients() {
 }
 
 #[test]
+fn gradient_checkpointing_gives_peft_gradients() {
+    // Layers recomputed in the backward (kit::model::checkpoint): the loss and every LoRA gradient are PEFT's, for
+    // every family, once the recomputed layers' gradients are added (`Adapter::backward`).
+    for name in ["llama", "qwen2", "qwen3", "gemma", "gemma2", "gemma3"] {
+        let mut dec = tiny(name);
+        let dir = common::fixtures().join("lora").join(name);
+        let adapter = lora::load(&mut dec, &dir).unwrap();
+        adapter.set_training(true);
+        let _on = adapter.checkpointing_scope(true);
+        let want = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+        let (l, _) = loss(&dec, &input(name));
+        let exp = want["loss"].flatten_all().unwrap().to_vec1::<f32>().unwrap()[0];
+        assert!(
+            (l.to_scalar::<f32>().unwrap() - exp).abs() <= 1e-4 * exp.abs(),
+            "{name}: loss"
+        );
+        let grads = adapter.backward(&l).unwrap();
+        common::assert_lora_grads(name, &adapter, &grads, &want);
+    }
+}
+
+#[test]
 fn saved_adapters_round_trip_and_merge() {
     let mut dec = tiny("llama");
     let adapter = lora::load(&mut dec, common::fixtures().join("lora").join("llama")).unwrap();

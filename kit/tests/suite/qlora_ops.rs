@@ -325,7 +325,14 @@ fn exact_mode_gives_the_dense_dequantized_forward_at_any_batch_size() {
 fn lora_gradients_under_dropout_match_finite_differences() {
     // Training mode runs each adapted projection as one op with a closed-form backward (`Linear::forward`); with
     // dropout the mask must enter ∂A and ∂x. The dropout stream is reseeded before every forward, so the loss is a
-    // fixed smooth function of A and B, and its central differences are the oracle.
+    // fixed smooth function of A and B, and its central differences are the oracle. The same with gradient
+    // checkpointing, whose recomputed layers must draw the masks of their first run.
+    for checkpointing in [false, true] {
+        dropout_gradients_match_finite_differences(checkpointing);
+    }
+}
+
+fn dropout_gradients_match_finite_differences(checkpointing: bool) {
     let mut model = common::tiny_model("llama");
     let adapter = model
         .attach_lora(&lora::LoraConfig {
@@ -337,12 +344,13 @@ fn lora_gradients_under_dropout_match_finite_differences() {
         .unwrap();
     common::fill_lora_b(&adapter);
     adapter.set_training(true);
+    let _scope = adapter.checkpointing_scope(checkpointing);
     let ids = llama_ids();
     let loss = || {
         adapter.reseed_dropout(7).unwrap();
         common::next_token_loss(&model.decoder.forward(&ids, None, None).unwrap(), &ids)
     };
-    let grads = loss().backward().unwrap();
+    let grads = adapter.backward(&loss()).unwrap();
     let vars = adapter.vars();
     // A and B of the first layer's q_proj and of a later down_proj.
     for v in [&vars[0], &vars[1], &vars[vars.len() - 2], &vars[vars.len() - 1]] {
