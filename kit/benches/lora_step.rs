@@ -45,6 +45,7 @@ fn run(mode: &str) -> anyhow::Result<()> {
     let adapter = model.attach_lora(&cfg)?;
     adapter.set_training(true);
     let _checkpointing = adapter.checkpointing_scope(mode == "checkpointed");
+    let _bf16 = adapter.bf16_scope(mode == "bf16");
     let mut opt = AdamW::new(
         adapter.vars(),
         ParamsAdamW {
@@ -116,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         ("quantized", "kit, GGUF base"),
         ("dense", "kit, dense (dequantized) base"),
         ("checkpointed", "kit, GGUF base, gradient_checkpointing"),
+        ("bf16", "kit, GGUF base, bf16"),
     ] {
         rows.push((
             label.into(),

@@ -28,7 +28,8 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     // SmolLM2-135M's q/o (576×576) and gate/up (1536×576); Gemma 3 270M's down_proj (640×2048), the one shape of
     // these whose input fits K-quant blocks (256).
-    let only_head = std::env::var("KIT_BENCH_ONLY").is_ok_and(|v| v == "lm_head");
+    let only = std::env::var("KIT_BENCH_ONLY").unwrap_or_default();
+    let only_head = only == "lm_head" || only == "bf16";
     for (out, inp) in [(576, 576), (1536, 576), (640, 2048)] {
         if only_head {
             break;
@@ -84,6 +85,9 @@ fn main() -> anyhow::Result<()> {
     // The LM head at decode: vocabulary × hidden, read once per step. Which of the Q8_0 weight (candle's kernel) or
     // its dense f32 copy (`Linear::dense_copy`) is faster, by the number of rows decoded together.
     for (vocab, hidden) in [(49_152, 576), (262_144, 640)] {
+        if only == "bf16" {
+            break;
+        }
         let w = Tensor::randn(0f32, 0.05, (vocab, hidden), &dev)?;
         let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0)?);
         let mm = QMatMul::from_arc(q.clone())?;
@@ -98,6 +102,34 @@ fn main() -> anyhow::Result<()> {
             let gemm = time_ms(|| matmul_t(&x, &dense).map_err(candle_core::Error::wrap));
             println!("| {rows} | {kernel:.3} | {ours:.3} | {gemm:.3} |");
         }
+    }
+    // Training products (`TrainingArguments::bf16`): 1024 rows (4 × 256 tokens) through SmolLM2's and Gemma 3's
+    // projection shapes, forward x·Wᵀ and backward g·W, f32 GEMM vs bf16 (`kit::bf16_gemm`).
+    println!(
+        "\nTraining products, 1024 rows (ms, median of 7; GFLOP/s); bf16 kernel: {}",
+        kit::bf16_gemm::kernel_available()
+    );
+    println!("| W | f32 x·Wᵀ | bf16 x·Wᵀ | f32 g·W | bf16 g·W | bf16 / f32 |");
+    println!("|---|---|---|---|---|---|");
+    let rows = 1024;
+    for (out, inp) in [(576, 576), (192, 576), (1536, 576), (576, 1536), (640, 2048)] {
+        let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
+        let bf = kit::bf16_gemm::Bf16Weight::new(&w)?;
+        let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev)?;
+        let g = Tensor::randn(0f32, 1.0, (rows, out), &dev)?;
+        let f32_fwd = time_ms(|| matmul_t(&x, &w).map_err(candle_core::Error::wrap));
+        let bf_fwd = time_ms(|| bf.matmul_t(&x).map_err(candle_core::Error::wrap));
+        let f32_bwd = time_ms(|| matmul(&g, &w).map_err(candle_core::Error::wrap));
+        let bf_bwd = time_ms(|| bf.matmul(&g).map_err(candle_core::Error::wrap));
+        let gflops = |ms: f64| 2.0 * (rows * out * inp) as f64 / ms / 1e6;
+        println!(
+            "| {out}×{inp} | {f32_fwd:.2} ({:.0}) | {bf_fwd:.2} ({:.0}) | {f32_bwd:.2} ({:.0}) | {bf_bwd:.2} ({:.0}) | {:.2}× |",
+            gflops(f32_fwd),
+            gflops(bf_fwd),
+            gflops(f32_bwd),
+            gflops(bf_bwd),
+            (bf_fwd + bf_bwd) / (f32_fwd + f32_bwd)
+        );
     }
     Ok(())
 }

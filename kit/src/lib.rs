@@ -12,6 +12,7 @@
 //! ```
 
 pub mod autograd;
+pub mod bf16_gemm;
 pub mod data;
 pub mod device;
 pub mod error;

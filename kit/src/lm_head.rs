@@ -86,7 +86,7 @@ pub fn head_scores_in_chunks(
     let track = hidden.track_op();
     let cap = decoder.config.final_logit_softcapping;
     // W for the gradient rows, dense once for all chunks (the dense copy where the model keeps one).
-    let w = if track {
+    let w = if track && !decoder.lm_head.runs_bf16(hidden) {
         Some(decoder.lm_head.dense_weight(DType::F32)?)
     } else {
         None
@@ -120,7 +120,7 @@ pub fn head_scores_in_chunks(
         }
         let stats = ChunkStats::of(&z, &t)?;
         logps.push(stats.logp.clone());
-        if let Some(w) = &w {
+        if track {
             // (onehot − softmax) ⊙ s′(u) / τ, then · W: (n, vocab) · (vocab, hidden) → (n, hidden).
             let mut dz = stats
                 .softmax
@@ -132,7 +132,7 @@ pub fn head_scores_in_chunks(
             if temperature != 1.0 {
                 dz = (dz / temperature)?;
             }
-            grads.push(crate::quant::matmul(&dz, w)?);
+            grads.push(decoder.lm_head.frozen_input_gradient(&dz, w.as_ref())?);
         }
         out.mean_logit.extend(stats.mean_logit.to_vec1::<f32>()?);
         out.correct.extend(stats.correct(&targets[start..start + n])?);

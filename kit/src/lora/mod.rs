@@ -32,16 +32,18 @@ pub struct Adapter {
     pub base_model_name_or_path: String,
 }
 
-/// Puts the adapter's gradient checkpointing back as it was when dropped ([`Adapter::checkpointing_scope`]).
-#[must_use = "checkpointing is restored as soon as the guard is dropped"]
-pub struct CheckpointingGuard<'a> {
+/// Puts one of the adapter's switches back as it was when dropped ([`Adapter::checkpointing_scope`],
+/// [`Adapter::bf16_scope`]).
+#[must_use = "the switch is restored as soon as the guard is dropped"]
+pub struct SwitchGuard<'a> {
     state: &'a AdapterState,
     previous: bool,
+    set: fn(&AdapterState, bool),
 }
 
-impl Drop for CheckpointingGuard<'_> {
+impl Drop for SwitchGuard<'_> {
     fn drop(&mut self) {
-        self.state.set_checkpointing(self.previous);
+        (self.set)(self.state, self.previous);
     }
 }
 
@@ -113,12 +115,26 @@ impl Adapter {
 
     /// Gradient checkpointing on or off until the guard is dropped (the trainer sets `gradient_checkpointing` so);
     /// see [`crate::model::checkpoint`]. While on, take gradients with [`Adapter::backward`].
-    pub fn checkpointing_scope(&self, on: bool) -> CheckpointingGuard<'_> {
+    pub fn checkpointing_scope(&self, on: bool) -> SwitchGuard<'_> {
         let previous = self.state.is_checkpointing();
         self.state.set_checkpointing(on);
-        CheckpointingGuard {
+        SwitchGuard {
             state: &self.state,
             previous,
+            set: AdapterState::set_checkpointing,
+        }
+    }
+
+    /// bf16 frozen products on or off until the guard is dropped (the trainer sets `bf16` so): in training and
+    /// exact mode, and for products of many rows otherwise (evaluation, prefill), the frozen base multiplies
+    /// bf16-rounded factors with f32 sums (see [`crate::bf16_gemm`]).
+    pub fn bf16_scope(&self, on: bool) -> SwitchGuard<'_> {
+        let previous = self.state.is_bf16();
+        self.state.set_bf16(on);
+        SwitchGuard {
+            state: &self.state,
+            previous,
+            set: AdapterState::set_bf16,
         }
     }
 
@@ -328,6 +344,7 @@ pub fn merge_linear(linear: &mut Linear) -> Result<()> {
     linear.weight = FrozenWeight::Dense((w + delta)?.to_dtype(dtype)?);
     // The merged weight is dense; a dense copy of the old quantized one would now be stale.
     linear.dense_copy = None;
+    linear.forget_bf16_weight();
     Ok(())
 }
 

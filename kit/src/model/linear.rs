@@ -1,11 +1,16 @@
 //! The only place weights are applied: a frozen base (dense or quantized) plus, once attached, a LoRA adapter.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Tensor};
 
 use super::lora_slot::{AdapterState, LoraLayer};
+use crate::bf16_gemm::Bf16Weight;
 use crate::quant::FrozenWeight;
 use crate::{Error, Result};
+
+/// Rows from which a product that need not be exact runs in bf16 under the `bf16` switch (evaluation, prefill); a
+/// few decoded rows keep the matrix–vector kernels, which are bound by reading W, not by arithmetic.
+const BF16_MIN_ROWS: usize = 32;
 
 /// y = x Wᵀ + b with W frozen, plus an optional LoRA adapter.
 #[derive(Debug, Clone)]
@@ -25,6 +30,9 @@ pub struct Linear {
     /// candle's row-by-row quantized kernel. Decoding a few rows still reads the quantized weight: it is bound by
     /// reading W, and the copy is 3.8× the bytes of a Q8_0 head (SmolLM2: 113 vs 30 MB per token).
     pub dense_copy: Option<Tensor>,
+    /// W rounded and packed for bf16 products, made at the first one (training with `bf16`; see
+    /// [`crate::bf16_gemm`]).
+    bf16_weight: Arc<OnceLock<Bf16Weight>>,
 }
 
 impl Linear {
@@ -36,7 +44,40 @@ impl Linear {
             lora: None,
             adapter: None,
             dense_copy: None,
+            bf16_weight: Arc::default(),
         }
+    }
+
+    /// Drop the bf16 copy of W (after W changed, e.g. a merged adapter).
+    pub fn forget_bf16_weight(&mut self) {
+        self.bf16_weight = Arc::default();
+    }
+
+    /// ∂L/∂x of the frozen product for an upstream gradient `g` (…, out): g · W, in bf16 where the layer's exact
+    /// products of `g` run so ([`Linear::forward_frozen`]), else with `dense` (W as a dense f32 tensor) when the
+    /// caller holds it, or W made dense for this product.
+    pub fn frozen_input_gradient(&self, g: &Tensor, dense: Option<&Tensor>) -> Result<Tensor> {
+        if self.runs_bf16(g) {
+            return self.bf16_weight()?.matmul(g);
+        }
+        match dense {
+            Some(w) => crate::quant::matmul(g, w),
+            None => crate::quant::matmul(g, &self.dense_weight(g.dtype())?),
+        }
+    }
+
+    /// Whether this layer's exact products of `x` run in bf16 (the adapter's `bf16` switch, f32 input on the CPU).
+    pub fn runs_bf16(&self, x: &Tensor) -> bool {
+        self.adapter.as_deref().is_some_and(AdapterState::is_bf16) && x.device().is_cpu() && x.dtype() == DType::F32
+    }
+
+    /// W rounded and packed for bf16 products (made once, from the dense copy when there is one).
+    fn bf16_weight(&self) -> Result<Bf16Weight> {
+        if let Some(w) = self.bf16_weight.get() {
+            return Ok(w.clone());
+        }
+        let w = Bf16Weight::new(&self.dense_weight(DType::F32)?)?;
+        Ok(self.bf16_weight.get_or_init(|| w).clone())
     }
 
     /// Keep a dense copy of a quantized weight (see [`Linear::dense_copy`]); a dense weight is left as it is.
@@ -94,6 +135,11 @@ impl Linear {
         let y = (self.forward_frozen(&xd, true)? + (matmul_t(&xa, &b)? * lora.scale)?)?;
         let weight = self.weight.clone();
         let dense = self.dense_copy.clone();
+        let bf16 = if self.runs_bf16(x) {
+            Some(self.bf16_weight()?)
+        } else {
+            None
+        };
         let (scale, a_dtype, b_dtype) = (lora.scale, a_var.dtype(), b_var.dtype());
         let in_features = self.weight.in_features();
         let x_shape = x.shape().clone();
@@ -111,15 +157,18 @@ impl Linear {
             let dxa = gs2.matmul(&b)?; // (rows, r)
             let da = dxa.t()?.matmul(&xm.reshape((rows, in_features))?)?; // (r, in)
             let dx = if track_x {
-                let w = match &dense {
-                    Some(w) => w.to_dtype(g.dtype())?,
-                    None => crate::quant::dense_weight(&weight, g.dtype()).map_err(err)?,
+                let frozen_dx = match (&bf16, &dense) {
+                    (Some(w), _) => w.matmul(g).map_err(err)?,
+                    (None, Some(w)) => matmul(g, &w.to_dtype(g.dtype())?).map_err(err)?,
+                    (None, None) => {
+                        matmul(g, &crate::quant::dense_weight(&weight, g.dtype()).map_err(err)?).map_err(err)?
+                    }
                 };
                 let mut lora_dx = dxa.matmul(&a)?;
                 if let Some(m) = &mask {
                     lora_dx = (lora_dx * m.reshape((rows, in_features))?)?;
                 }
-                Some((matmul(g, &w).map_err(err)? + lora_dx.reshape(&x_shape)?)?)
+                Some((frozen_dx + lora_dx.reshape(&x_shape)?)?)
             } else {
                 None
             };
@@ -135,6 +184,14 @@ impl Linear {
         // without an adapter — so that the loss is the one a dense dequantized base would give.
         let exact = self.adapter.as_deref().is_some_and(AdapterState::is_exact) || as_tracked;
         let mut y = match (&self.dense_copy, &self.weight) {
+            _ if self.runs_bf16(x) && (exact || x.elem_count() / self.weight.in_features() >= BF16_MIN_ROWS) => {
+                let w = self.bf16_weight()?;
+                let y = w.matmul_t(&x.detach())?;
+                // ∂L/∂x = bf16(∂L/∂y) · bf16(W), as autocast differentiates a bf16 linear layer.
+                crate::autograd::with_backward(x, y, "frozen-linear-bf16", move |_, _, g| {
+                    w.matmul(g).map_err(|e| candle_core::Error::Msg(e.to_string()))
+                })?
+            }
             (Some(w), FrozenWeight::Quantized(q)) if !crate::quant::runs_quantized(x, q, exact)? => {
                 crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), exact)?
             }

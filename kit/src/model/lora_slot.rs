@@ -32,6 +32,8 @@ pub struct AdapterState {
     /// Gradients of A and B found while recomputing checkpointed layers, (A or B, gradient), until
     /// [`AdapterState::add_checkpointed_gradients`] moves them into the step's gradients.
     checkpointed_grads: Mutex<Vec<(Tensor, Tensor)>>,
+    /// Exact frozen products in bf16 with f32 sums (`TrainingArguments::bf16`, see [`crate::bf16_gemm`]).
+    bf16: AtomicBool,
 }
 
 /// An adapter's switches: on or off (the base model), training (gradients, dropout, exact products), exact (exact
@@ -69,7 +71,18 @@ impl AdapterState {
             weights: RwLock::new(Vec::new()),
             checkpointing: AtomicBool::new(false),
             checkpointed_grads: Mutex::new(Vec::new()),
+            bf16: AtomicBool::new(false),
         }
+    }
+
+    /// Whether exact frozen products round both factors to bf16 and sum in f32 (see [`crate::bf16_gemm`]).
+    pub fn is_bf16(&self) -> bool {
+        self.bf16.load(Ordering::Relaxed)
+    }
+
+    /// bf16 frozen products (transformers' `bf16` training flag) on or off; LoRA's own products stay f32.
+    pub fn set_bf16(&self, on: bool) {
+        self.bf16.store(on, Ordering::Relaxed)
     }
 
     pub fn is_checkpointing(&self) -> bool {

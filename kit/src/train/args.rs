@@ -73,6 +73,11 @@ pub struct TrainingArguments {
     /// Keep only each decoder layer's input and run the layer again in the backward: a fraction of the activation
     /// memory for about one more forward pass per step (`kit::model::checkpoint`). transformers default: false.
     pub gradient_checkpointing: bool,
+    /// The frozen base's products in bf16 with f32 sums, as QLoRA computes and PyTorch's autocast does
+    /// (`kit::bf16_gemm`: AVX-512 BF16 where the CPU has it, the same rounding through the f32 GEMM elsewhere), in
+    /// training steps, evaluation and prefill; LoRA weights, their products and the optimizer stay f32. Off, every
+    /// product is exact f32. transformers default: false.
+    pub bf16: bool,
 }
 
 /// transformers' `max_steps = -1` means "no step limit, use `num_train_epochs`": kit's `None`. A config file may say
@@ -124,6 +129,7 @@ impl Default for TrainingArguments {
             resume_from_checkpoint: None,
             disable_tqdm: false,
             gradient_checkpointing: false,
+            bf16: false,
         }
     }
 }

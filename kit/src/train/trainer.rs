@@ -178,6 +178,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
         let adapter = self.adapter;
         let _mode = adapter.scoped(adapter.mode());
         let _checkpointing = adapter.checkpointing_scope(self.args.gradient_checkpointing);
+        let _bf16 = adapter.bf16_scope(self.args.bf16);
         let mut run = self.begin()?;
         if self.args.eval_on_start && run.state.global_step == 0 && !self.eval_data.is_empty() {
             self.evaluate_and_log(&mut run, &mut TrainerControl::default())?;
