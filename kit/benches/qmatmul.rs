@@ -109,12 +109,14 @@ fn main() -> anyhow::Result<()> {
         "\nTraining products, 1024 rows (ms, median of 7; GFLOP/s); bf16 kernel: {}",
         kit::bf16_gemm::kernel_available()
     );
-    println!("| W | f32 x·Wᵀ | bf16 x·Wᵀ | f32 g·W | bf16 g·W | bf16 / f32 |");
-    println!("|---|---|---|---|---|---|");
+    println!("| W | f32 x·Wᵀ | bf16 x·Wᵀ | f32 g·W | bf16 g·W | bf16 / f32 | packing W once |");
+    println!("|---|---|---|---|---|---|---|");
     let rows = 1024;
     for (out, inp) in [(576, 576), (192, 576), (1536, 576), (576, 1536), (640, 2048)] {
         let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
+        let pack_start = Instant::now();
         let bf = kit::bf16_gemm::Bf16Weight::new(&w)?;
+        let pack_ms = pack_start.elapsed().as_secs_f64() * 1e3;
         let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev)?;
         let g = Tensor::randn(0f32, 1.0, (rows, out), &dev)?;
         let f32_fwd = time_ms(|| matmul_t(&x, &w).map_err(candle_core::Error::wrap));
@@ -123,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         let bf_bwd = time_ms(|| bf.matmul(&g).map_err(candle_core::Error::wrap));
         let gflops = |ms: f64| 2.0 * (rows * out * inp) as f64 / ms / 1e6;
         println!(
-            "| {out}×{inp} | {f32_fwd:.2} ({:.0}) | {bf_fwd:.2} ({:.0}) | {f32_bwd:.2} ({:.0}) | {bf_bwd:.2} ({:.0}) | {:.2}× |",
+            "| {out}×{inp} | {f32_fwd:.2} ({:.0}) | {bf_fwd:.2} ({:.0}) | {f32_bwd:.2} ({:.0}) | {bf_bwd:.2} ({:.0}) | {:.2}× | {pack_ms:.2} |",
             gflops(f32_fwd),
             gflops(bf_fwd),
             gflops(f32_bwd),

@@ -31,6 +31,7 @@ fn datasets() -> PathBuf {
 fn args(name: &str, bs: usize) -> TrainingArguments {
     TrainingArguments {
         gradient_checkpointing: name.ends_with("-ckpt"),
+        bf16: name.ends_with("-bf16"),
         output_dir: std::env::temp_dir().join(format!("kit-bench-{name}-{}", std::process::id())),
         learning_rate: 1e-5,
         per_device_train_batch_size: bs,
@@ -51,8 +52,31 @@ fn run(which: &str) -> anyhow::Result<()> {
     let adapter = model.attach_lora(&cfg)?;
     // The peak of training, not of loading (as the TRL side resets it when training begins).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+    if which == "dpo-eval" {
+        // issue 12's evaluation row: 8 held-out pairs, max_length 256, one batch of 8 (transformers' default), no
+        // gradients; peak RSS of the evaluation.
+        let c = DpoConfig {
+            args: TrainingArguments {
+                per_device_eval_batch_size: 8,
+                ..args(which, 4)
+            },
+            max_length: Some(256),
+            ..Default::default()
+        };
+        let rows = kit::data::load_preference(datasets().join("pref_ja/dev.jsonl"), false)?.rows;
+        let data = kit::train::dpo::prepare(&model, &rows[..8], &c)?;
+        let tokens: usize = data.iter().map(|p| p.chosen.ids.len() + p.rejected.ids.len()).sum();
+        let mut trainer =
+            Trainer::new(&model, &adapter, Dpo::new(&model, c.clone()), c.args.clone()).with_data(vec![], data);
+        let start = std::time::Instant::now();
+        trainer.evaluate(0)?;
+        let secs = start.elapsed().as_secs_f64();
+        println!("DPO evaluation: 8 held-out pairs ≤ 256 tokens, batch 8 (s per evaluation)");
+        println!("RESULT {secs:.4} {:.0} {:.0}", peak_rss_mb(), tokens as f64 / secs);
+        return Ok(());
+    }
     let (label, out) = match which {
-        "dpo" | "dpo-ckpt" => {
+        "dpo" | "dpo-ckpt" | "dpo-bf16" => {
             let c = DpoConfig {
                 args: args(which, 4),
                 max_length: Some(256),
@@ -96,6 +120,8 @@ fn run(which: &str) -> anyhow::Result<()> {
         .unwrap_or(0.0);
     let label = if which.ends_with("-ckpt") {
         format!("{label}, gradient_checkpointing")
+    } else if which.ends_with("-bf16") {
+        format!("{label}, bf16")
     } else {
         label
     };
@@ -144,22 +170,41 @@ fn main() -> anyhow::Result<()> {
         "| trainer | kit s/step | kit tokens/s | kit peak RSS MB | TRL f32 s/step | TRL peak RSS MB | kit / TRL time |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for which in ["dpo", "dpo-ckpt", "grpo", "grpo8", "grpo8-ckpt"] {
+    // TRL's figure per shape (f32, its defaults otherwise), measured right after the shape's first kit row and
+    // shared by the shape's other rows.
+    let mut trl: std::collections::HashMap<&str, Option<(String, f64, f64, Option<f64>)>> = Default::default();
+    for which in [
+        "dpo",
+        "dpo-bf16",
+        "dpo-ckpt",
+        "dpo-eval",
+        "grpo",
+        "grpo8",
+        "grpo8-bf16",
+        "grpo8-ckpt",
+    ] {
         let Some((label, step, rss, tps)) = run_child(std::process::Command::new(&exe).args(["--one", which])) else {
             println!("| {which} | failed | | | | | |");
             continue;
         };
         // TRL runs issue 12's shapes: DPO as kit's row, GRPO with 2 prompts × 8 completions ≤ 32 tokens.
-        let reference = match (&gguf, which) {
-            // TRL once per shape (the rows without checkpointing; TRL's figure is for its defaults, f32).
-            (Some(gguf), "dpo" | "grpo8") if python.exists() => {
-                let what = if which == "dpo" { "dpo" } else { "grpo" };
-                let mut cmd = std::process::Command::new(&python);
-                cmd.arg(&script)
-                    .args([what, "--steps", &STEPS.to_string(), "--gguf"])
-                    .arg(gguf);
-                run_child(&mut cmd)
-            }
+        let shape = if which == "dpo-eval" {
+            which
+        } else {
+            which.split('-').next().unwrap_or(which)
+        };
+        let reference = match (&gguf, shape) {
+            (Some(gguf), "dpo" | "grpo8") if python.exists() => trl
+                .entry(shape)
+                .or_insert_with(|| {
+                    let what = if shape == "dpo" { "dpo" } else { "grpo" };
+                    let mut cmd = std::process::Command::new(&python);
+                    cmd.arg(&script)
+                        .args([what, "--steps", &STEPS.to_string(), "--gguf"])
+                        .arg(gguf);
+                    run_child(&mut cmd)
+                })
+                .clone(),
             _ => None,
         };
         let (r_step, r_rss, ratio) = reference.map_or((String::new(), String::new(), String::new()), |(_, s, m, _)| {

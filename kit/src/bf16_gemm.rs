@@ -78,8 +78,8 @@ impl Bf16Weight {
         let form = if kernel && w.device().is_cpu() {
             let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
             // W is (out, in) row-major. Forward: B(k, j) = W[j][k]; backward: B(k, j) = W[k][j].
-            let forward = PackedB::pack(in_features, out_features, |k, j| values[j * in_features + k]);
-            let backward = PackedB::pack(out_features, in_features, |k, j| values[k * in_features + j]);
+            let forward = PackedB::transposed(&values, out_features, in_features);
+            let backward = PackedB::direct(&values, out_features, in_features);
             Form::Packed {
                 forward: Arc::new(forward),
                 backward: Arc::new(backward),
@@ -138,9 +138,21 @@ fn product(x: &Tensor, b: &PackedB, n: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(y, out, x.device())?)
 }
 
-/// bf16 bits of `v`, round to nearest even (the packing of W; `vcvtne2ps2bf16` rounds the inputs alike).
-fn bf16_bits(v: f32) -> u16 {
-    half::bf16::from_f32(v).to_bits()
+/// bf16 bits of `v`, round to nearest even (as `vcvtne2ps2bf16` rounds the inputs; NaN stays NaN). Plain integer
+/// arithmetic, so that the packing loops vectorize.
+#[inline(always)]
+fn bf16_bits(v: f32) -> u32 {
+    let u = v.to_bits();
+    if u & 0x7fff_ffff > 0x7f80_0000 {
+        return (u >> 16) | 0x40;
+    }
+    (u + 0x7fff + ((u >> 16) & 1)) >> 16
+}
+
+/// Two values as one u32 of bf16 bits, `lo` in the low half (the lower k index of a pair).
+#[inline(always)]
+fn bf16_pair(lo: f32, hi: f32) -> u32 {
+    bf16_bits(lo) | (bf16_bits(hi) << 16)
 }
 
 /// B (k, n) as the kernel reads it: panels of NR columns; within a panel, for each pair of rows (2p, 2p+1), the NR
@@ -154,27 +166,50 @@ struct PackedB {
 }
 
 impl PackedB {
-    fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+    /// B = Wᵀ for W (n, k) row-major (`w`): a panel's column c is W's row, read along its length.
+    fn transposed(w: &[f32], n: usize, k: usize) -> Self {
+        Self::build(k, n, |panel, dst, pairs| {
+            for c in 0..NR.min(n - panel * NR) {
+                let row = &w[(panel * NR + c) * k..(panel * NR + c + 1) * k];
+                for p in 0..k / 2 {
+                    dst[p * NR + c] = bf16_pair(row[2 * p], row[2 * p + 1]);
+                }
+                if k % 2 == 1 {
+                    dst[(pairs - 1) * NR + c] = bf16_pair(row[k - 1], 0.0);
+                }
+            }
+        })
+    }
+
+    /// B = W for W (k, n) row-major (`w`): a pair is two of W's rows, a panel NR of their columns.
+    fn direct(w: &[f32], k: usize, n: usize) -> Self {
+        Self::build(k, n, |panel, dst, pairs| {
+            let (first, cols) = (panel * NR, NR.min(n - panel * NR));
+            for p in 0..pairs {
+                let lo = &w[2 * p * n + first..2 * p * n + first + cols];
+                let out = &mut dst[p * NR..p * NR + cols];
+                if 2 * p + 1 < k {
+                    let hi = &w[(2 * p + 1) * n + first..(2 * p + 1) * n + first + cols];
+                    for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
+                        *o = bf16_pair(l, h);
+                    }
+                } else {
+                    for (o, &l) in out.iter_mut().zip(lo) {
+                        *o = bf16_pair(l, 0.0);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Panels filled in parallel by `fill(panel, its zeroed slice, pairs)`.
+    fn build(k: usize, n: usize, fill: impl Fn(usize, &mut [u32], usize) + Sync) -> Self {
         use rayon::prelude::*;
         let (pairs, panels) = (k.div_ceil(2), n.div_ceil(NR));
         let mut data = vec![0u32; panels * pairs * NR];
-        data.par_chunks_mut(pairs * NR).enumerate().for_each(|(panel, dst)| {
-            for p in 0..pairs {
-                for c in 0..NR {
-                    let j = panel * NR + c;
-                    if j >= n {
-                        break;
-                    }
-                    let lo = bf16_bits(at(2 * p, j)) as u32;
-                    let hi = if 2 * p + 1 < k {
-                        bf16_bits(at(2 * p + 1, j)) as u32
-                    } else {
-                        0
-                    };
-                    dst[p * NR + c] = lo | (hi << 16);
-                }
-            }
-        });
+        data.par_chunks_mut(pairs * NR)
+            .enumerate()
+            .for_each(|(panel, dst)| fill(panel, dst, pairs));
         PackedB { k, pairs, panels, data }
     }
 }
@@ -202,9 +237,7 @@ impl PackedA {
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 for p in 0..pairs {
-                    let lo = bf16_bits(row[2 * p]) as u32;
-                    let hi = row.get(2 * p + 1).map_or(0, |&v| bf16_bits(v) as u32);
-                    dst[p * MR + r] = lo | (hi << 16);
+                    dst[p * MR + r] = bf16_pair(row[2 * p], row.get(2 * p + 1).copied().unwrap_or(0.0));
                 }
             }
         });
@@ -253,7 +286,7 @@ impl SendPtr {
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::{bf16_bits, MR, NR};
+    use super::{bf16_pair, MR, NR};
     use std::arch::x86_64::*;
 
     /// One row of x into its tile: 32 f32 at a time to bf16 (`vcvtne2ps2bf16`), pairs scattered with stride MR.
@@ -273,9 +306,7 @@ mod kernel {
             p += 16;
         }
         while 2 * p < k {
-            let lo = bf16_bits(row[2 * p]) as u32;
-            let hi = row.get(2 * p + 1).map_or(0, |&v| bf16_bits(v) as u32);
-            dst[p * MR + r] = lo | (hi << 16);
+            dst[p * MR + r] = bf16_pair(row[2 * p], row.get(2 * p + 1).copied().unwrap_or(0.0));
             p += 1;
         }
     }
