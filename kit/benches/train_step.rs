@@ -135,8 +135,11 @@ fn run(which: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// (label, s/step, peak RSS MB, tokens/s if known) from a child's output.
-fn parse(stdout: &[u8]) -> Option<(String, f64, f64, Option<f64>)> {
+/// (label, s/step, peak RSS MB, tokens/s if known) of one run.
+type Measured = (String, f64, f64, Option<f64>);
+
+/// A run's [`Measured`] from a child's output.
+fn parse(stdout: &[u8]) -> Option<Measured> {
     let text = String::from_utf8_lossy(stdout);
     let label = text.lines().next()?.to_string();
     let line = text.lines().find_map(|l| l.strip_prefix("RESULT "))?;
@@ -144,7 +147,7 @@ fn parse(stdout: &[u8]) -> Option<(String, f64, f64, Option<f64>)> {
     Some((label, *v.first()?, *v.get(1)?, v.get(2).copied()))
 }
 
-fn run_child(cmd: &mut std::process::Command) -> Option<(String, f64, f64, Option<f64>)> {
+fn run_child(cmd: &mut std::process::Command) -> Option<Measured> {
     let out = cmd.output().ok()?;
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
@@ -172,7 +175,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     // TRL's figure per shape (f32, its defaults otherwise), measured right after the shape's first kit row and
     // shared by the shape's other rows.
-    let mut trl: std::collections::HashMap<&str, Option<(String, f64, f64, Option<f64>)>> = Default::default();
+    let mut trl: std::collections::HashMap<&str, Option<Measured>> = Default::default();
     for which in [
         "dpo",
         "dpo-bf16",
