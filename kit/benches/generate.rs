@@ -4,7 +4,8 @@
 //! speed drifts by ±30% over minutes, so only the ratio of two figures measured together means anything. Once
 //! `kit/benches/reference/pytorch.sh` has made its venv, HF transformers' `generate` (f32, the same weights) runs
 //! on the SmolLM2 prompts too, right after kit (`kit/benches/reference/pytorch_steps.py generate`).
-//! Run on an idle machine: `cargo bench -p kit --bench generate`. Prints tables; not a test.
+//! Run on an idle machine: `cargo bench -p kit --bench generate`. Prints tables; not a test. `KIT_BENCH_ONLY=MODEL/BATCH`
+//! (e.g. `smollm2-135m/8`) runs kit's side of one row only, for a profiler.
 use std::time::Instant;
 
 use kit::prelude::*;
@@ -28,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     println!("| model | weights | batch | prompt tokens | prefill s | new tokens | decode tokens/s | total tokens/s |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut rows = vec![];
+    let only = std::env::var("KIT_BENCH_ONLY").ok();
     for (model_name, weights, dequantize) in [
         ("smollm2-135m", "GGUF Q4_1", false),
         ("gemma3-270m", "GGUF Q4_K_M", false),
@@ -42,6 +44,12 @@ fn main() -> anyhow::Result<()> {
             },
         )?;
         for batch in [1usize, 8] {
+            if only
+                .as_ref()
+                .is_some_and(|o| *o != format!("{model_name}/{batch}") || dequantize)
+            {
+                continue;
+            }
             let ids: Vec<Vec<u32>> = (0..batch)
                 .map(|i| {
                     model.prompt_ids(
@@ -73,6 +81,9 @@ fn main() -> anyhow::Result<()> {
                 ids[0].len(),
                 n as f64 / total
             );
+            if only.is_some() {
+                continue;
+            }
             let reference = match (&files, batch, dequantize) {
                 (kit::hub::ModelFiles::Gguf(path), 1, false) => llama_cpp_decode(path),
                 _ => None,
