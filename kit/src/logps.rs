@@ -69,19 +69,85 @@ pub fn token_scores(decoder: &Decoder, batch: &SeqBatch) -> Result<TokenScores> 
 /// temperature they were sampled at (TRL divides the logits by `temperature` for the policy, π_old and the
 /// reference alike).
 pub fn token_scores_at(decoder: &Decoder, batch: &SeqBatch, temperature: f64) -> Result<TokenScores> {
+    scores(decoder, batch, temperature, true)
+}
+
+/// [`token_scores_at`] on the padded batch as it is, never packed (the reference the packed path is tested against).
+pub fn token_scores_padded(decoder: &Decoder, batch: &SeqBatch, temperature: f64) -> Result<TokenScores> {
+    scores(decoder, batch, temperature, false)
+}
+
+/// Tokens per packed row: sequences are laid end to end in rows of at most this many tokens (or of the longest
+/// sequence, if longer). Attention costs width² a row, so rows stay short.
+const PACK_WIDTH: usize = 256;
+
+/// First fit, longest first: rows of sequence indices whose lengths sum to at most `capacity` (≥ the longest).
+fn pack_rows(lengths: &[usize], capacity: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+    let (mut rows, mut filled): (Vec<Vec<usize>>, Vec<usize>) = (vec![], vec![]);
+    for i in order {
+        match filled.iter().position(|&f| f + lengths[i] <= capacity) {
+            Some(r) => {
+                rows[r].push(i);
+                filled[r] += lengths[i];
+            }
+            None => {
+                rows.push(vec![i]);
+                filled.push(lengths[i]);
+            }
+        }
+    }
+    rows
+}
+
+fn scores(decoder: &Decoder, batch: &SeqBatch, temperature: f64, pack: bool) -> Result<TokenScores> {
     if !(temperature > 0.0 && temperature.is_finite()) {
         return Err(Error::Input(format!("temperature must be positive, got {temperature}")));
     }
     let (b, t) = batch.ids.dims2()?;
     let mask = batch.mask.to_vec2::<f32>()?;
     let ids = batch.ids.to_vec2::<u32>()?;
+    let dev = batch.ids.device();
+    // Where row r's position j lies among the decoder's output rows: r·(t − 1) + j padded, or its packed row's
+    // start plus its offset in that row plus j packed (a sequence's positions stay contiguous either way).
+    let lengths = &batch.lengths;
+    let rows = pack_rows(lengths, PACK_WIDTH.max(t));
+    let width = rows
+        .iter()
+        .map(|r| r.iter().map(|&i| lengths[i]).sum::<usize>())
+        .max()
+        .unwrap_or(0);
+    let pack = pack && lengths.len() == b && rows.len() * width < b * t;
+    let (hidden, starts) = if pack {
+        let mut starts = vec![0; b];
+        let mut seqs = vec![];
+        for (p, row) in rows.iter().enumerate() {
+            let mut offset = 0;
+            seqs.push(row.iter().map(|&i| &ids[i][..lengths[i]]).collect::<Vec<_>>());
+            for &i in row {
+                starts[i] = p * width + offset;
+                offset += lengths[i];
+            }
+        }
+        let hidden = decoder.forward_packed_hidden(&seqs)?; // (rows, width, hidden)
+        let h = hidden.dim(2)?;
+        (hidden.reshape((rows.len() * width, h))?, starts)
+    } else {
+        let hidden = decoder.forward_hidden(&batch.ids, None, None)?;
+        let h = hidden.dim(2)?;
+        let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
+        (hidden, (0..b).map(|r| r * (t - 1)).collect())
+    };
     let mut flat = vec![];
+    let mut scored = vec![];
     let mut targets = vec![];
     let mut positions = vec![];
     for (r, row) in mask.iter().enumerate() {
         for (j, &m) in row.iter().enumerate() {
             if m != 0.0 {
-                flat.push((r * (t - 1) + j) as u32);
+                flat.push((starts[r] + j) as u32);
+                scored.push((r * (t - 1) + j) as u32);
                 targets.push(ids[r][j + 1]);
                 positions.push((r, j));
             }
@@ -93,15 +159,11 @@ pub fn token_scores_at(decoder: &Decoder, batch: &SeqBatch, temperature: f64) ->
         ));
     }
     let k = flat.len();
-    let dev = batch.ids.device();
-    let hidden = decoder.forward_hidden(&batch.ids, None, None)?;
-    let h = hidden.dim(2)?;
-    let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
     let index = Tensor::from_vec(flat, k, dev)?;
     // The head runs on the scored rows only, a chunk at a time (`lm_head`): no (k × vocab) logits are kept.
     let head = head_scores(decoder, &hidden.index_select(&index, 0)?, &targets, temperature)?;
     let logps = Tensor::zeros(b * (t - 1), DType::F32, dev)?
-        .index_add(&index, &head.logps, 0)?
+        .index_add(&Tensor::from_vec(scored, k, dev)?, &head.logps, 0)?
         .reshape((b, t - 1))?;
     Ok(TokenScores { logps, positions, head })
 }
@@ -144,6 +206,20 @@ pub fn logit_stats(scores: &TokenScores, rows: std::ops::Range<usize>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_rows_hold_every_sequence_once_within_capacity() {
+        let lengths = [78, 78, 55, 56, 41, 41, 51, 51, 300];
+        let rows = pack_rows(&lengths, 300); // capacity: the longest sequence (above PACK_WIDTH)
+        let mut seen: Vec<usize> = rows.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+        for row in &rows {
+            assert!(row.iter().map(|&i| lengths[i]).sum::<usize>() <= 300, "{rows:?}");
+        }
+        // 751 tokens: 300 alone would leave 451 to share one more row of 300 and a third.
+        assert_eq!(rows.len(), 3, "{rows:?}");
+    }
 
     #[test]
     fn collate_right_pads_and_masks_predicted_completion_tokens() {

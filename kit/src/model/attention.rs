@@ -195,6 +195,30 @@ pub fn build_mask(
     Ok(Tensor::from_vec(data, (b, 1, seq, total), device)?)
 }
 
+/// The additive mask of rows of packed sequences ([`crate::model::Decoder::forward_packed_hidden`]):
+/// (rows, 1, width, width), each query seeing the keys of its own sequence up to itself (and, with a `window`,
+/// no further back than it); padding beyond a row's sequences sees and is seen by nothing.
+pub fn build_packed_mask(
+    segments: &[Vec<usize>],
+    width: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut data = vec![MASKED; segments.len() * width * width];
+    for (r, lengths) in segments.iter().enumerate() {
+        let mut start = 0;
+        for &len in lengths {
+            for i in 0..len {
+                let row = &mut data[(r * width + start + i) * width..(r * width + start + i + 1) * width];
+                let first = window.map_or(0, |w| (i + 1).saturating_sub(w));
+                row[start + first..=start + i].fill(0.0);
+            }
+            start += len;
+        }
+    }
+    Ok(Tensor::from_vec(data, (segments.len(), 1, width, width), device)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

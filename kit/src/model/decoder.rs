@@ -10,6 +10,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use super::attention::{build_mask, Attention, LayerCache};
 use super::config::{LayerKind, ModelConfig};
 use super::linear::Linear;
+use super::lora_slot::AdapterState;
 use super::mlp::Mlp;
 use super::norm::RmsNorm;
 use super::rope::Rope;
@@ -286,11 +287,6 @@ impl Decoder {
         }
         let positions = Tensor::from_vec(positions, (b, t), &self.device)?;
 
-        let cos_sin = self
-            .ropes
-            .iter()
-            .map(|r| r.cos_sin(&positions))
-            .collect::<Result<Vec<_>>>()?;
         let full_mask = build_mask(&cache.key_mask, past, t, None, &self.device)?;
         let sliding_mask = match self.config.sliding_window {
             Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => {
@@ -298,11 +294,38 @@ impl Decoder {
             }
             _ => None,
         };
+        let caches = cache.layers.iter_mut().map(Some).collect();
+        self.run_layers(
+            embeds,
+            &positions,
+            &full_mask,
+            sliding_mask.as_ref(),
+            caches,
+            checkpointing,
+        )
+    }
+
+    /// The decoder layers and the final norm on `embeds` at `positions`, under the attention masks given.
+    fn run_layers(
+        &self,
+        embeds: &Tensor,
+        positions: &Tensor,
+        full_mask: &Tensor,
+        sliding_mask: Option<&Tensor>,
+        mut caches: Vec<Option<&mut LayerCache>>,
+        checkpointing: Option<Arc<AdapterState>>,
+    ) -> Result<Tensor> {
+        let cos_sin = self
+            .ropes
+            .iter()
+            .map(|r| r.cos_sin(positions))
+            .collect::<Result<Vec<_>>>()?;
+        caches.resize_with(self.layers.len(), || None);
         let mut x = embeds.clone();
-        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (layer, layer_cache) in self.layers.iter().zip(caches) {
             let mask = match layer.kind {
-                LayerKind::Sliding => sliding_mask.as_ref().unwrap_or(&full_mask),
-                LayerKind::Full => &full_mask,
+                LayerKind::Sliding => sliding_mask.unwrap_or(full_mask),
+                LayerKind::Full => full_mask,
             };
             let (cos, sin) = &cos_sin[layer.rope_index];
             x = match &checkpointing {
@@ -311,10 +334,72 @@ impl Decoder {
                     let (layer, cos, sin, mask) = (layer.clone(), cos.clone(), sin.clone(), mask.clone());
                     super::checkpoint::checkpointed(&x, state, move |x| layer.forward(x, &cos, &sin, &mask, None))?
                 }
-                _ => layer.forward(&x, cos, sin, mask, Some(layer_cache))?,
+                _ => layer.forward(&x, cos, sin, mask, layer_cache)?,
             };
         }
         self.norm.forward(&x)
+    }
+
+    /// Hidden states after the final norm of sequences packed without padding: `rows[i]` holds the sequences of
+    /// packed row i, laid end to end; the result is (rows, longest row, hidden), a sequence's states starting at
+    /// the sum of the lengths before it in its row (beyond a row's end: padding, attended by nothing).
+    ///
+    /// Each sequence attends only to itself and counts its positions from 0, so each token's state is the one the
+    /// padded batch gives it, up to the order of float sums (TRL's `padding_free`). Fewer positions run through the
+    /// layers when the lengths differ.
+    pub fn forward_packed_hidden(&self, rows: &[Vec<&[u32]>]) -> Result<Tensor> {
+        let width = rows
+            .iter()
+            .map(|r| r.iter().map(|s| s.len()).sum::<usize>())
+            .max()
+            .unwrap_or(0);
+        let longest = rows.iter().flatten().map(|s| s.len()).max().unwrap_or(0);
+        if width == 0 {
+            return Err(Error::Input("nothing to run: no tokens in the packed rows".into()));
+        }
+        if longest > self.config.max_position_embeddings {
+            return Err(Error::Input(format!(
+                "sequence of {longest} tokens is longer than the model's context ({} tokens, max_position_embeddings)",
+                self.config.max_position_embeddings
+            )));
+        }
+        let (mut ids, mut positions, mut segments) = (vec![], vec![], vec![]);
+        for row in rows {
+            let mut filled = 0;
+            let mut lengths = vec![];
+            for s in row {
+                ids.extend_from_slice(s);
+                positions.extend(0..s.len() as u32);
+                lengths.push(s.len());
+                filled += s.len();
+            }
+            ids.extend(std::iter::repeat_n(0, width - filled));
+            positions.extend(std::iter::repeat_n(0, width - filled));
+            segments.push(lengths);
+        }
+        let n = rows.len();
+        let ids = Tensor::from_vec(ids, (n, width), &self.device)?;
+        let positions = Tensor::from_vec(positions, (n, width), &self.device)?;
+        let full_mask = super::attention::build_packed_mask(&segments, width, None, &self.device)?;
+        let sliding_mask = match self.config.sliding_window {
+            Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => Some(
+                super::attention::build_packed_mask(&segments, width, Some(w), &self.device)?,
+            ),
+            _ => None,
+        };
+        let checkpointing = match &self.lm_head.adapter {
+            Some(s) if s.is_checkpointing() && s.is_training() && s.is_enabled() => Some(s.clone()),
+            _ => None,
+        };
+        let embeds = self.embed(&ids)?;
+        self.run_layers(
+            &embeds,
+            &positions,
+            &full_mask,
+            sliding_mask.as_ref(),
+            vec![],
+            checkpointing,
+        )
     }
 
     /// Logits for every position: (batch, seq, vocab), f32.

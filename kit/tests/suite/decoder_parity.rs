@@ -108,6 +108,50 @@ fn logits_match_transformers_plain_and_left_padded() {
 }
 
 #[test]
+fn packed_sequences_give_transformers_padded_logits() {
+    // The rows of transformers' left-padded batch without their pads, laid end to end in one packed row (each
+    // attending only to itself, positions from 0; Gemma's tiny models slide a window of 4) and, reversed, two to a
+    // row: every real position's logits must be transformers'.
+    for f in fixtures() {
+        let t = &f.tensors;
+        let all: Vec<Vec<u32>> = ids(&t["padded.input_ids"]).to_vec2().unwrap();
+        let mask = mask_rows(&t["padded.attention_mask"]);
+        let want: Vec<Vec<Vec<f32>>> = t["padded.logits"].to_dtype(DType::F32).unwrap().to_vec3().unwrap();
+        let seqs: Vec<Vec<u32>> = all
+            .iter()
+            .zip(&mask)
+            .map(|(row, m)| row.iter().zip(m).filter(|(_, &m)| m).map(|(&id, _)| id).collect())
+            .collect();
+        let order: Vec<usize> = (0..seqs.len()).rev().collect();
+        for layout in [
+            vec![(0..seqs.len()).collect::<Vec<_>>()],
+            order.chunks(2).map(<[usize]>::to_vec).collect(),
+        ] {
+            let rows: Vec<Vec<&[u32]>> = layout
+                .iter()
+                .map(|r| r.iter().map(|&i| seqs[i].as_slice()).collect())
+                .collect();
+            let hidden = f.decoder.forward_packed_hidden(&rows).unwrap();
+            let logits: Vec<Vec<Vec<f32>>> = f.decoder.logits(&hidden).unwrap().to_vec3().unwrap();
+            let mut worst = 0f32;
+            for (p, row) in layout.iter().enumerate() {
+                let mut start = 0;
+                for &i in row {
+                    let real: Vec<usize> = (0..mask[i].len()).filter(|&j| mask[i][j]).collect();
+                    for (offset, &j) in real.iter().enumerate() {
+                        for (a, b) in logits[p][start + offset].iter().zip(&want[i][j]) {
+                            worst = worst.max((a - b).abs());
+                        }
+                    }
+                    start += real.len();
+                }
+            }
+            assert!(worst <= TOL, "{} {layout:?}: packed logits differ by {worst}", f.name);
+        }
+    }
+}
+
+#[test]
 fn kv_cache_decoding_matches_full_forward_logits() {
     // Feed a prefix, then one token at a time through the cache: each step's logits must equal transformers'
     // full-sequence logits at that position (left-padded batch, so pads sit in the cache too).
