@@ -30,8 +30,8 @@ fn datasets() -> PathBuf {
 
 fn args(name: &str, bs: usize) -> TrainingArguments {
     TrainingArguments {
-        gradient_checkpointing: name.ends_with("-ckpt"),
-        bf16: name.ends_with("-bf16"),
+        gradient_checkpointing: name.contains("-ckpt"),
+        bf16: name.contains("-bf16"),
         output_dir: std::env::temp_dir().join(format!("kit-bench-{name}-{}", std::process::id())),
         learning_rate: 1e-5,
         per_device_train_batch_size: bs,
@@ -118,12 +118,11 @@ fn run(which: &str) -> anyhow::Result<()> {
         .last()
         .and_then(|m| m.get("num_tokens").copied())
         .unwrap_or(0.0);
-    let label = if which.ends_with("-ckpt") {
-        format!("{label}, gradient_checkpointing")
-    } else if which.ends_with("-bf16") {
-        format!("{label}, bf16")
-    } else {
-        label
+    let label = match (which.contains("-bf16"), which.contains("-ckpt")) {
+        (true, true) => format!("{label}, bf16, gradient_checkpointing"),
+        (false, true) => format!("{label}, gradient_checkpointing"),
+        (true, false) => format!("{label}, bf16"),
+        (false, false) => label,
     };
     println!("{label}");
     println!(
