@@ -16,14 +16,18 @@ cd "$work"
 # cmake from PyPI, in a venv of its own.
 [ -x venv/bin/cmake ] || { python3 -m venv venv && venv/bin/pip install -q cmake; }
 
-# The sdist, by the URL PyPI's JSON API gives (pip download would try to build it).
+# The sdist, by the URL PyPI's simple index gives (pip download would try to build it; the JSON API may be out of
+# reach where the index is not), checked against the index's sha256.
 sdist="llama_cpp_python-$VERSION.tar.gz"
 if [ ! -f "$sdist" ]; then
-    url=$(python3 -c "import json,sys,urllib.request as u
-d=json.load(u.urlopen('https://pypi.org/pypi/llama-cpp-python/$VERSION/json'))
-print(next(f['url'] for f in d['urls'] if f['packagetype']=='sdist'))")
-    case "$url" in http*) ;; *) url="https://pypi.org/packages/${url#*packages/packages/}" ;; esac
-    curl -fsSL -o "$sdist.part" "$url" && mv "$sdist.part" "$sdist"
+    link=$(curl -fsSL https://pypi.org/simple/llama-cpp-python/ | grep -o "href=\"[^\"]*/$sdist#sha256=[0-9a-f]*\"" | head -1)
+    [ -n "$link" ] || { echo "no $sdist on PyPI's simple index" >&2; exit 1; }
+    link="${link#href=\"}"; link="${link%\"}"
+    url="${link%%#*}"; sha="${link##*sha256=}"
+    case "$url" in http*) ;; *) url="https://pypi.org${url}" ;; esac
+    curl -fsSL -o "$sdist.part" "$url"
+    echo "$sha  $sdist.part" | sha256sum -c --quiet - || { echo "$sdist: sha256 mismatch" >&2; exit 1; }
+    mv "$sdist.part" "$sdist"
 fi
 src="llama_cpp_python-$VERSION/vendor/llama.cpp"
 [ -d "$src" ] || tar xzf "$sdist"
