@@ -13,7 +13,7 @@
 //! subnormal inputs to zero).
 use std::sync::Arc;
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, DType, Storage, Tensor};
 
 use crate::Result;
 
@@ -129,8 +129,15 @@ fn product(x: &Tensor, b: &PackedB, n: usize) -> Result<Tensor> {
         )));
     }
     let rows = x.elem_count() / k.max(1);
-    let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let a = PackedA::pack(&values, rows, k);
+    // x's values read in place (no copy before the packing, which is the copy the kernel needs).
+    let x32 = x.to_dtype(DType::F32)?.contiguous()?;
+    let a = {
+        let (storage, layout) = x32.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => PackedA::pack(&v[start..end], rows, k),
+            _ => return Err(crate::Error::msg("bf16 product: the kernel reads f32 input on the CPU")),
+        }
+    };
     let mut y = vec![0f32; rows * n];
     gemm(&a, b, &mut y);
     let mut out = dims;

@@ -116,25 +116,24 @@ impl Adapter {
     /// Gradient checkpointing on or off until the guard is dropped (the trainer sets `gradient_checkpointing` so);
     /// see [`crate::model::checkpoint`]. While on, take gradients with [`Adapter::backward`].
     pub fn checkpointing_scope(&self, on: bool) -> SwitchGuard<'_> {
-        let previous = self.state.is_checkpointing();
-        self.state.set_checkpointing(on);
-        SwitchGuard {
-            state: &self.state,
-            previous,
-            set: AdapterState::set_checkpointing,
-        }
+        self.switch_scope(on, AdapterState::is_checkpointing, AdapterState::set_checkpointing)
     }
 
     /// bf16 frozen products on or off until the guard is dropped (the trainer sets `bf16` so): in training and
     /// exact mode, and for products of many rows otherwise (evaluation, prefill), the frozen base multiplies
     /// bf16-rounded factors with f32 sums (see [`crate::bf16_gemm`]).
     pub fn bf16_scope(&self, on: bool) -> SwitchGuard<'_> {
-        let previous = self.state.is_bf16();
-        self.state.set_bf16(on);
+        self.switch_scope(on, AdapterState::is_bf16, AdapterState::set_bf16)
+    }
+
+    /// One switch (read by `get`, written by `set`) set to `on` until the guard is dropped.
+    fn switch_scope(&self, on: bool, get: fn(&AdapterState) -> bool, set: fn(&AdapterState, bool)) -> SwitchGuard<'_> {
+        let previous = get(&self.state);
+        set(&self.state, on);
         SwitchGuard {
             state: &self.state,
             previous,
-            set: AdapterState::set_bf16,
+            set,
         }
     }
 

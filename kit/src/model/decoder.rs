@@ -244,10 +244,7 @@ impl Decoder {
             None => vec![vec![true; t]; b],
         };
         // Gradient checkpointing applies to a training forward over whole sequences (no cache of the caller's).
-        let checkpointing = match (&cache, &self.lm_head.adapter) {
-            (None, Some(s)) if s.is_checkpointing() && s.is_training() && s.is_enabled() => Some(s.clone()),
-            _ => None,
-        };
+        let checkpointing = if cache.is_none() { self.checkpointing() } else { None };
         let mut local_cache = None;
         let cache = match cache {
             Some(c) => c,
@@ -288,11 +285,9 @@ impl Decoder {
         let positions = Tensor::from_vec(positions, (b, t), &self.device)?;
 
         let full_mask = build_mask(&cache.key_mask, past, t, None, &self.device)?;
-        let sliding_mask = match self.config.sliding_window {
-            Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => {
-                Some(build_mask(&cache.key_mask, past, t, Some(w), &self.device)?)
-            }
-            _ => None,
+        let sliding_mask = match self.sliding_window() {
+            Some(w) => Some(build_mask(&cache.key_mask, past, t, Some(w), &self.device)?),
+            None => None,
         };
         let caches = cache.layers.iter_mut().map(Some).collect();
         self.run_layers(
@@ -303,6 +298,22 @@ impl Decoder {
             caches,
             checkpointing,
         )
+    }
+
+    /// The adapter's switches when a forward over whole sequences is to be checkpointed: gradient checkpointing on,
+    /// in training, adapter enabled.
+    fn checkpointing(&self) -> Option<Arc<AdapterState>> {
+        match &self.lm_head.adapter {
+            Some(s) if s.is_checkpointing() && s.is_training() && s.is_enabled() => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The sliding window, when some layer slides (Gemma's local layers).
+    fn sliding_window(&self) -> Option<usize> {
+        self.config
+            .sliding_window
+            .filter(|_| self.layers.iter().any(|l| l.kind == LayerKind::Sliding))
     }
 
     /// The decoder layers and the final norm on `embeds` at `positions`, under the attention masks given.
@@ -381,16 +392,16 @@ impl Decoder {
         let ids = Tensor::from_vec(ids, (n, width), &self.device)?;
         let positions = Tensor::from_vec(positions, (n, width), &self.device)?;
         let full_mask = super::attention::build_packed_mask(&segments, width, None, &self.device)?;
-        let sliding_mask = match self.config.sliding_window {
-            Some(w) if self.layers.iter().any(|l| l.kind == LayerKind::Sliding) => Some(
-                super::attention::build_packed_mask(&segments, width, Some(w), &self.device)?,
-            ),
-            _ => None,
+        let sliding_mask = match self.sliding_window() {
+            Some(w) => Some(super::attention::build_packed_mask(
+                &segments,
+                width,
+                Some(w),
+                &self.device,
+            )?),
+            None => None,
         };
-        let checkpointing = match &self.lm_head.adapter {
-            Some(s) if s.is_checkpointing() && s.is_training() && s.is_enabled() => Some(s.clone()),
-            _ => None,
-        };
+        let checkpointing = self.checkpointing();
         let embeds = self.embed(&ids)?;
         self.run_layers(
             &embeds,
