@@ -343,7 +343,7 @@ pub fn merge_linear(linear: &mut Linear) -> Result<()> {
     linear.weight = FrozenWeight::Dense((w + delta)?.to_dtype(dtype)?);
     // The merged weight is dense; a dense copy of the old quantized one would now be stale.
     linear.dense_copy = None;
-    linear.forget_bf16_weight();
+    linear.forget_weight_copies();
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! The only place weights are applied: a frozen base (dense or quantized) plus, once attached, a LoRA adapter.
 use std::sync::{Arc, OnceLock};
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Tensor};
 
 use super::lora_slot::{AdapterState, LoraLayer};
 use crate::bf16_gemm::Bf16Weight;
+use crate::qgemv::tiled::TiledQ4_1;
 use crate::quant::FrozenWeight;
 use crate::{Error, Result};
 
@@ -33,6 +35,9 @@ pub struct Linear {
     /// W rounded and packed for bf16 products, made at the first one (training with `bf16`; see
     /// [`crate::bf16_gemm`]).
     bf16_weight: Arc<OnceLock<Bf16Weight>>,
+    /// A Q4_1 `weight` in the tiles of the AVX-512 VNNI decoding kernel, made at the first product that runs in a
+    /// quantized kernel (see [`crate::qgemv::tiled`]).
+    tiled_weight: Arc<OnceLock<TiledQ4_1>>,
 }
 
 impl Linear {
@@ -45,12 +50,35 @@ impl Linear {
             adapter: None,
             dense_copy: None,
             bf16_weight: Arc::default(),
+            tiled_weight: Arc::default(),
         }
     }
 
-    /// Drop the bf16 copy of W (after W changed, e.g. a merged adapter).
-    pub fn forget_bf16_weight(&mut self) {
+    /// Drop the copies of W made for faster products (after W changed, e.g. a merged adapter).
+    pub fn forget_weight_copies(&mut self) {
         self.bf16_weight = Arc::default();
+        self.tiled_weight = Arc::default();
+    }
+
+    /// W in the tiles of the AVX-512 VNNI kernel, when `x · Wᵀ` runs in a quantized kernel and W is Q4_1 on a CPU
+    /// that has it (made once).
+    fn tiled_weight(&self, x: &Tensor, exact: bool) -> Result<Option<&TiledQ4_1>> {
+        let FrozenWeight::Quantized(q) = &self.weight else {
+            return Ok(None);
+        };
+        let applies = q.dtype() == GgmlDType::Q4_1
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && crate::qgemv::tiled::available()
+            && crate::quant::runs_quantized(x, q, exact)?;
+        if !applies {
+            return Ok(None);
+        }
+        if let Some(w) = self.tiled_weight.get() {
+            return Ok(Some(w));
+        }
+        let w = TiledQ4_1::new(q)?;
+        Ok(Some(self.tiled_weight.get_or_init(|| w)))
     }
 
     /// ∂L/∂x of the frozen product for an upstream gradient `g` (…, out): g · W, in bf16 where the layer's exact
@@ -183,7 +211,13 @@ impl Linear {
         // layer takes the exact path — also the first projections, whose inputs carry no graph yet, and layers
         // without an adapter — so that the loss is the one a dense dequantized base would give.
         let exact = self.adapter.as_deref().is_some_and(AdapterState::is_exact) || as_tracked;
-        let mut y = match (&self.dense_copy, &self.weight) {
+        // Decoding's few rows against a Q4_1 weight: the tiled kernel (the weight never enters the graph).
+        let tiled = if x.track_op() {
+            None
+        } else {
+            self.tiled_weight(x, exact)?
+        };
+        let mut y = match (&self.dense_copy, &self.weight, tiled) {
             _ if self.runs_bf16(x) && (exact || x.elem_count() / self.weight.in_features() >= BF16_MIN_ROWS) => {
                 let w = self.bf16_weight()?;
                 let y = w.matmul_t(&x.detach())?;
@@ -192,7 +226,8 @@ impl Linear {
                     w.matmul(g).map_err(|e| candle_core::Error::Msg(e.to_string()))
                 })?
             }
-            (Some(w), FrozenWeight::Quantized(q)) if !crate::quant::runs_quantized(x, q, exact)? => {
+            (_, _, Some(tiled)) => tiled.matmul_t(x)?,
+            (Some(w), FrozenWeight::Quantized(q), None) if !crate::quant::runs_quantized(x, q, exact)? => {
                 crate::quant::frozen_linear_with(x, &FrozenWeight::Dense(w.clone()), exact)?
             }
             _ => crate::quant::frozen_linear_with(x, &self.weight, exact)?,

@@ -13,6 +13,8 @@
 //! Q4_1 (SmolLM2's GGUF): an f16 scale `d` and minimum `m` and 32 four-bit `q`; w = d · q + m, so a block's product is
 //! d·dx·Σ q·xq + m·dx·Σ xq. candle has only scalar code for Q4_1; this one is ~5× faster (`cargo bench -p kit
 //! --bench qmatmul`) and lets the GGUF's Q4_1 layers stay as they are instead of being re-encoded as Q8_0.
+pub mod tiled;
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Tensor;
 use half::f16;
