@@ -1,12 +1,11 @@
 //! The only place weights are applied: a frozen base (dense or quantized) plus, once attached, a LoRA adapter.
 use std::sync::{Arc, OnceLock};
 
-use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Tensor};
 
 use super::lora_slot::{AdapterState, LoraLayer};
 use crate::bf16_gemm::Bf16Weight;
-use crate::qgemv::tiled::TiledQ4_1;
+use crate::qgemv::tiled::TiledWeight;
 use crate::quant::FrozenWeight;
 use crate::{Error, Result};
 
@@ -35,9 +34,9 @@ pub struct Linear {
     /// W rounded and packed for bf16 products, made at the first one (training with `bf16`; see
     /// [`crate::bf16_gemm`]).
     bf16_weight: Arc<OnceLock<Bf16Weight>>,
-    /// A Q4_1 `weight` in the tiles of the AVX-512 VNNI decoding kernel, made at the first product that runs in a
-    /// quantized kernel (see [`crate::qgemv::tiled`]).
-    tiled_weight: Arc<OnceLock<TiledQ4_1>>,
+    /// A Q4_1 or Q8_0 `weight` in the tiles of the AVX-512 VNNI decoding kernel, made at the first product that runs
+    /// in a quantized kernel (see [`crate::qgemv::tiled`]).
+    tiled_weight: Arc<OnceLock<TiledWeight>>,
 }
 
 impl Linear {
@@ -60,24 +59,19 @@ impl Linear {
         self.tiled_weight = Arc::default();
     }
 
-    /// W in the tiles of the AVX-512 VNNI kernel, when `x · Wᵀ` runs in a quantized kernel and W is Q4_1 on a CPU
-    /// that has it (made once).
-    fn tiled_weight(&self, x: &Tensor, exact: bool) -> Result<Option<&TiledQ4_1>> {
+    /// W in the tiles of the AVX-512 VNNI kernel, when `x · Wᵀ` runs in a quantized kernel and that one applies
+    /// (made once).
+    fn tiled_weight(&self, x: &Tensor, exact: bool) -> Result<Option<&TiledWeight>> {
         let FrozenWeight::Quantized(q) = &self.weight else {
             return Ok(None);
         };
-        let applies = q.dtype() == GgmlDType::Q4_1
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32
-            && crate::qgemv::tiled::available()
-            && crate::quant::runs_quantized(x, q, exact)?;
-        if !applies {
+        if !(crate::qgemv::tiled::applies(x, q) && crate::quant::runs_quantized(x, q, exact)?) {
             return Ok(None);
         }
         if let Some(w) = self.tiled_weight.get() {
             return Ok(Some(w));
         }
-        let w = TiledQ4_1::new(q)?;
+        let w = TiledWeight::new(q)?;
         Ok(Some(self.tiled_weight.get_or_init(|| w)))
     }
 
@@ -211,7 +205,7 @@ impl Linear {
         // layer takes the exact path — also the first projections, whose inputs carry no graph yet, and layers
         // without an adapter — so that the loss is the one a dense dequantized base would give.
         let exact = self.adapter.as_deref().is_some_and(AdapterState::is_exact) || as_tracked;
-        // Decoding's few rows against a Q4_1 weight: the tiled kernel (the weight never enters the graph).
+        // Decoding's few rows against a Q4_1 or Q8_0 weight: the tiled kernel (the weight never enters the graph).
         let tiled = if x.track_op() {
             None
         } else {

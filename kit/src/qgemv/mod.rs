@@ -114,11 +114,12 @@ pub fn matmul_t(x: &Tensor, q: &QTensor) -> Result<Tensor> {
 
 /// Rows of x quantized to Q8_0 exactly as candle's `BlockQ8_0::from_float` does, the scales kept as the f32 value of
 /// their f16 rounding (what candle multiplies by). `sums`: d · Σq of each block, for Q4_1's offset term m · Σx (empty
-/// for Q8_0, which has none).
+/// for Q8_0, which has none); `qsums`: Σq of each block.
 struct QuantizedRows {
     scales: Vec<f32>,
     values: Vec<i8>,
     sums: Vec<f32>,
+    qsums: Vec<i32>,
 }
 
 fn quantize_rows(x: &[f32], with_sums: bool) -> QuantizedRows {
@@ -126,6 +127,7 @@ fn quantize_rows(x: &[f32], with_sums: bool) -> QuantizedRows {
     let mut scales = Vec::with_capacity(blocks);
     let mut values = vec![0i8; x.len()];
     let mut sums = Vec::with_capacity(blocks);
+    let mut qsums = Vec::with_capacity(blocks);
     for (xs, qs) in x.chunks_exact(QK).zip(values.chunks_exact_mut(QK)) {
         let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
@@ -135,11 +137,18 @@ fn quantize_rows(x: &[f32], with_sums: bool) -> QuantizedRows {
         }
         let d = f16::from_f32(d).to_f32();
         scales.push(d);
+        let qsum = qs.iter().map(|&q| q as i32).sum::<i32>();
+        qsums.push(qsum);
         if with_sums {
-            sums.push(d * qs.iter().map(|&q| q as i32).sum::<i32>() as f32);
+            sums.push(d * qsum as f32);
         }
     }
-    QuantizedRows { scales, values, sums }
+    QuantizedRows {
+        scales,
+        values,
+        sums,
+        qsums,
+    }
 }
 
 /// y (m × n, row-major) = x (m × k) · Wᵀ, W given as the raw bytes of n rows of k/32 blocks of `format`.
