@@ -1,6 +1,7 @@
 //! Multi-head attention with grouped KV heads, optional q/k norm, soft-capping, and padding-aware masks.
 use candle_core::{DType, Device, Tensor};
 
+use super::kv_cache::{LayerCache, MAX_DIRECT_QUERIES};
 use super::linear::Linear;
 use super::norm::RmsNorm;
 use super::rope::apply_rope;
@@ -23,12 +24,6 @@ pub struct Attention {
     pub head_dim: usize,
     pub scale: f64,
     pub softcap: Option<f64>,
-}
-
-/// Keys and values seen so far by one layer: (batch, kv_heads, cached_len, head_dim) each.
-#[derive(Debug, Clone, Default)]
-pub struct LayerCache {
-    pub kv: Option<(Tensor, Tensor)>,
 }
 
 impl Attention {
@@ -55,12 +50,32 @@ impl Attention {
         }
         q = apply_rope(&q, cos, sin)?;
         k = apply_rope(&k, cos, sin)?;
-        if let Some(cache) = cache {
-            if let Some((pk, pv)) = &cache.kv {
-                k = Tensor::cat(&[pk, &k], 2)?;
-                v = Tensor::cat(&[pv, &v.contiguous()?], 2)?;
+        let tracked = q.track_op() || k.track_op() || v.track_op();
+        let mut scratch = LayerCache::default();
+        let direct = !tracked && t <= MAX_DIRECT_QUERIES;
+        match cache {
+            Some(cache) if direct && cache.buffers(&k) => {
+                // Decoding: the new queries read the cache's buffers in place (already (b, t, heads · head_dim)).
+                cache.append(&k, &v)?;
+                return self.o_proj.forward(&cache.attend(&q, mask, self.scale, self.softcap)?);
             }
-            cache.kv = Some((k.clone(), v.clone()));
+            // A short forward without a gradient runs the same arithmetic, so that a prompt's decoding and a
+            // forward over it give the same numbers (generation's log-probs against a scoring forward).
+            None if direct && scratch.buffers(&k) => {
+                scratch.append(&k, &v)?;
+                return self
+                    .o_proj
+                    .forward(&scratch.attend(&q, mask, self.scale, self.softcap)?);
+            }
+            Some(cache) => {
+                let (new_k, new_v) = (k.clone(), v.clone());
+                if let Some((pk, pv)) = cache.tensors(x.device())? {
+                    k = Tensor::cat(&[&pk, &k], 2)?;
+                    v = Tensor::cat(&[&pv, &v.contiguous()?], 2)?;
+                }
+                cache.append(&new_k, &new_v)?;
+            }
+            None => {}
         }
         let out = attend(&q, &k, &v, mask, self.scale, self.softcap)?;
         let out = out.transpose(1, 2)?.reshape((b, t, self.num_heads * self.head_dim))?;
@@ -81,9 +96,9 @@ impl Attention {
 ///   ∂v = Pᵀ ∂O,  ∂P = ∂O vᵀ,  ∂C = P ⊙ (∂P − rowsum(∂P ⊙ P)),  ∂S = ∂C ⊙ (1 − tanh²(S / c)),
 ///   ∂q = scale · ∂S k,  ∂k = scale · ∂Sᵀ q
 ///
-/// Without a gradient to carry, the product runs in the plain form [`attend_plain`] instead: the grouped products
-/// round differently from one sequence length to the next, and a prompt's prefill and its token-by-token decoding
-/// must give the same numbers (generation's log-probs against a forward over the whole sequence).
+/// Without a gradient to carry, the product runs in the plain form [`attend_plain`] instead (short forwards on the
+/// CPU never get here: [`Attention::forward`] sends them to [`LayerCache::attend`], whose numbers do not depend on
+/// the sequence length, so that a prompt's prefill and its token-by-token decoding agree).
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64, softcap: Option<f64>) -> Result<Tensor> {
     if !(q.track_op() || k.track_op() || v.track_op()) {
         return attend_plain(q, k, v, mask, scale, softcap);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
 use candle_core::{DType, Device, IndexOp, Tensor};
 
-use super::attention::{build_mask, Attention, LayerCache};
+use super::attention::{build_mask, Attention};
 use super::config::{LayerKind, ModelConfig};
+use super::kv_cache::{KvCache, LayerCache};
 use super::linear::Linear;
 use super::lora_slot::AdapterState;
 use super::mlp::Mlp;
@@ -122,63 +123,6 @@ impl DecoderLayer {
     }
 }
 
-/// Per-sequence state kept between generation steps: each layer's keys/values, which cache slots hold real
-/// tokens, and each row's next position id.
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    pub layers: Vec<LayerCache>,
-    pub key_mask: Vec<Vec<bool>>,
-    pub next_position: Vec<u32>,
-}
-
-impl KvCache {
-    pub fn new(num_layers: usize) -> Self {
-        KvCache {
-            layers: vec![LayerCache::default(); num_layers],
-            key_mask: vec![],
-            next_position: vec![],
-        }
-    }
-    /// Number of cache slots filled (including padding slots).
-    pub fn len(&self) -> usize {
-        self.key_mask.first().map_or(0, |r| r.len())
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Keep only the cache rows `rows` (in that order), e.g. when finished rows leave a generation batch. A row
-    /// listed twice is copied (a prompt prefilled once for several completions).
-    pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
-        if let Some(&r) = rows.iter().find(|&&r| r >= self.key_mask.len()) {
-            return Err(Error::msg(format!(
-                "cache row {r} of {}: no such row",
-                self.key_mask.len()
-            )));
-        }
-        let mut index = None;
-        for layer in &mut self.layers {
-            if let Some((k, v)) = &layer.kv {
-                let index = match &index {
-                    Some(i) => i,
-                    None => index.insert(Tensor::from_vec(
-                        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-                        rows.len(),
-                        k.device(),
-                    )?),
-                };
-                // (batch, kv_heads, len, head_dim): select along the batch.
-                layer.kv = Some((
-                    k.contiguous()?.index_select(index, 0)?,
-                    v.contiguous()?.index_select(index, 0)?,
-                ));
-            }
-        }
-        self.key_mask = rows.iter().map(|&r| self.key_mask[r].clone()).collect();
-        self.next_position = rows.iter().map(|&r| self.next_position[r]).collect();
-        Ok(())
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pub config: ModelConfig,
@@ -245,6 +189,7 @@ impl Decoder {
         };
         // Gradient checkpointing applies to a training forward over whole sequences (no cache of the caller's).
         let checkpointing = if cache.is_none() { self.checkpointing() } else { None };
+        let keep_keys = cache.is_some();
         let mut local_cache = None;
         let cache = match cache {
             Some(c) => c,
@@ -289,7 +234,12 @@ impl Decoder {
             Some(w) => Some(build_mask(&cache.key_mask, past, t, Some(w), &self.device)?),
             None => None,
         };
-        let caches = cache.layers.iter_mut().map(Some).collect();
+        // A forward without the caller's cache (training, scoring) keeps no keys and values.
+        let caches = if keep_keys {
+            cache.layers.iter_mut().map(Some).collect()
+        } else {
+            vec![]
+        };
         self.run_layers(
             embeds,
             &positions,

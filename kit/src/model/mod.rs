@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod decoder;
 pub mod gguf_config;
+pub mod kv_cache;
 pub mod linear;
 pub mod load;
 pub mod lora_slot;
@@ -14,7 +15,8 @@ pub mod rope;
 /// Frozen weights are defined with their kernels, one layer down.
 pub use crate::quant::FrozenWeight;
 pub use config::{Activation, Arch, LayerKind, ModelConfig, RopeScaling};
-pub use decoder::{Decoder, Embedding, KvCache};
+pub use decoder::{Decoder, Embedding};
+pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use load::WeightSource;
 pub use lora_slot::{AdapterState, LoraLayer};
