@@ -37,9 +37,9 @@ fn main() -> anyhow::Result<()> {
         let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
         println!("\nW {out}×{inp} (ms, median of 7)");
         println!(
-            "| type | rows | candle's quantized kernel | kit's kernel (Q8_0, Q4_1) | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
+            "| type | rows | candle's quantized kernel | kit's kernel (Q8_0, Q4_1) | kit's tiled kernel (AVX-512 VNNI) | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for dt in [
             GgmlDType::Q4K,
             GgmlDType::Q6K,
@@ -56,6 +56,12 @@ fn main() -> anyhow::Result<()> {
             let mm = QMatMul::from_arc(q.clone())?;
             let frozen = FrozenWeight::Quantized(q.clone());
             let dense = q.dequantize(&dev)?;
+            let tiled = match dt {
+                GgmlDType::Q8_0 | GgmlDType::Q4_1 if kit::qgemv::tiled::available() => {
+                    Some(kit::qgemv::tiled::TiledWeight::new(&q)?)
+                }
+                _ => None,
+            };
             for rows in [1, 8, 32, 64, 256, 1024] {
                 let x = Tensor::randn(0f32, 1.0, (rows, inp), &dev)?;
                 let g = Tensor::randn(0f32, 1.0, (rows, out), &dev)?;
@@ -69,6 +75,10 @@ fn main() -> anyhow::Result<()> {
                     }
                     _ => "—".to_string(),
                 };
+                let tiled_ms = match &tiled {
+                    Some(t) => format!("{:.3}", time_ms(|| t.matmul_t(&x).map_err(candle_core::Error::wrap))),
+                    None => "—".to_string(),
+                };
                 let deq = time_ms(|| matmul_t(&x, &q.dequantize(&dev)?).map_err(candle_core::Error::wrap));
                 let gemm = time_ms(|| x.matmul(&dense.t()?));
                 let bwd = time_ms(|| {
@@ -78,7 +88,7 @@ fn main() -> anyhow::Result<()> {
                     )
                     .map_err(candle_core::Error::wrap)
                 });
-                println!("| {dt:?} | {rows} | {kernel:.3} | {ours} | {deq:.3} | {gemm:.3} | {bwd:.3} |");
+                println!("| {dt:?} | {rows} | {kernel:.3} | {ours} | {tiled_ms} | {deq:.3} | {gemm:.3} | {bwd:.3} |");
             }
         }
     }
@@ -93,14 +103,23 @@ fn main() -> anyhow::Result<()> {
         let mm = QMatMul::from_arc(q.clone())?;
         let dense = q.dequantize(&dev)?;
         println!("\nLM head {vocab}×{hidden}, Q8_0 (ms, median of 7)");
-        println!("| rows | candle's quantized kernel | kit's Q8_0 kernel (`qgemv`) | dense f32 copy |");
-        println!("|---|---|---|---|");
+        println!(
+            "| rows | candle's quantized kernel | kit's Q8_0 kernel (`qgemv`) | kit's tiled kernel | dense f32 copy |"
+        );
+        println!("|---|---|---|---|---|");
+        let tiled = kit::qgemv::tiled::TiledWeight::new(&q)
+            .ok()
+            .filter(|_| kit::qgemv::tiled::available());
         for rows in [1, 2, 4, 8, 16] {
             let x = Tensor::randn(0f32, 1.0, (rows, hidden), &dev)?;
             let kernel = time_ms(|| mm.forward(&x));
             let ours = time_ms(|| kit::qgemv::matmul_t(&x, &q).map_err(candle_core::Error::wrap));
+            let tiled_ms = match &tiled {
+                Some(t) => format!("{:.3}", time_ms(|| t.matmul_t(&x).map_err(candle_core::Error::wrap))),
+                None => "—".to_string(),
+            };
             let gemm = time_ms(|| matmul_t(&x, &dense).map_err(candle_core::Error::wrap));
-            println!("| {rows} | {kernel:.3} | {ours:.3} | {gemm:.3} |");
+            println!("| {rows} | {kernel:.3} | {ours:.3} | {tiled_ms} | {gemm:.3} |");
         }
     }
     // Training products (`TrainingArguments::bf16`): 1024 rows (4 × 256 tokens) through SmolLM2's and Gemma 3's
