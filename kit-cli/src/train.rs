@@ -14,7 +14,7 @@ use kit::train::dpo::DpoConfig;
 use kit::train::grpo::GrpoConfig;
 use kit::train::reward_model::RewardConfig;
 use kit::train::sft::SftConfig;
-use kit::train::TrainOutput;
+use kit::train::{TrainOutput, Trainer};
 use kit::Result;
 
 use crate::config::build_config;
@@ -234,20 +234,19 @@ macro_rules! train_with {
 
 pub fn sft(a: SftArgs) -> Result<TrainOutput> {
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::sft::sft_trainer(&model, &adapter, train, eval, &cfg).and_then(|mut t| run_trainer(&mut t))
+        Trainer::from_files(&model, &adapter, cfg.clone(), train, eval).and_then(|mut t| run_trainer(&mut t))
     })
 }
 
 pub fn dpo(a: DpoArgs) -> Result<TrainOutput> {
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::dpo::dpo_trainer(&model, &adapter, train, eval, &cfg).and_then(|mut t| run_trainer(&mut t))
+        Trainer::from_files(&model, &adapter, cfg.clone(), train, eval).and_then(|mut t| run_trainer(&mut t))
     })
 }
 
 pub fn reward(a: RewardArgs) -> Result<TrainOutput> {
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::reward_model::reward_trainer(&model, &adapter, train, eval, &cfg)
-            .and_then(|mut t| run_trainer(&mut t))
+        Trainer::from_files(&model, &adapter, cfg.clone(), train, eval).and_then(|mut t| run_trainer(&mut t))
     })
 }
 
@@ -273,6 +272,7 @@ pub fn grpo(a: GrpoArgs) -> Result<TrainOutput> {
         )?));
     }
     train_with!(a, |model, adapter, train, eval, cfg| {
-        kit::train::grpo::grpo_trainer(&model, &adapter, train, eval, funcs, &cfg).and_then(|mut t| run_trainer(&mut t))
+        let setup = cfg.clone().with_rewards(funcs);
+        Trainer::from_files(&model, &adapter, setup, train, eval).and_then(|mut t| run_trainer(&mut t))
     })
 }

@@ -73,8 +73,8 @@ pub mod prelude {
     pub use crate::train::reward_model::{reward_trainer_from_rows, train_reward, RewardConfig, RewardModel};
     pub use crate::train::sft::{sft_trainer_from_rows, train_sft, SftConfig};
     pub use crate::train::{
-        EarlyStopping, Metrics, OnEvaluate, OnLog, StopWhen, TrainOutput, TrainerCallback, TrainerControl,
-        TrainerState, TrainingArguments,
+        EarlyStopping, Metrics, ObjectiveConfig, OnEvaluate, OnLog, StopWhen, TrainOutput, Trainer, TrainerCallback,
+        TrainerControl, TrainerState, TrainingArguments,
     };
     pub use candle_core::{DType, Device, Tensor};
 }

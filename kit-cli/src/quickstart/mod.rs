@@ -18,8 +18,8 @@ use kit::eval::{accuracy_by_group, chrf};
 use kit::generate::{FinishReason, GenerationConfig};
 use kit::lora::LoraConfig;
 use kit::model::{LoadOptions, Model};
-use kit::train::dpo::{Dpo, DpoConfig, DpoReference};
-use kit::train::sft::{Sft, SftConfig};
+use kit::train::dpo::{DpoConfig, DpoReference};
+use kit::train::sft::SftConfig;
 use kit::train::{Objective, TrainOutput, Trainer, TrainingArguments};
 use kit::{Error, Result};
 
@@ -217,10 +217,8 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         }));
     }
     let sft_eval = load_sft(sft_dir.join("dev.jsonl"), false)?.rows;
-    let sft_train = kit::train::sft::prepare(&model, &sft_train, &sft_cfg)?;
-    let sft_eval = kit::train::sft::prepare(&model, &sft_eval, &sft_cfg)?;
     let sft = train_or_stop(
-        Trainer::new(&model, &adapter, Sft::new(&model), sft_cfg.args.clone()).with_data(sft_train, sft_eval),
+        Trainer::from_rows(&model, &adapter, sft_cfg, &sft_train, &sft_eval)?,
         "SFT",
     )?;
     lap("SFT", &mut phases);
@@ -253,13 +251,8 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     // The reference (the SFT model) is scored once up front, so only the pairs this run will see are used.
     let per_run = a.dpo_steps * a.per_device_train_batch_size;
     let train_rows = stratified_take(train_rows, &flaws(&train_path)?, per_run, a.seed);
-    let mut pref_train = kit::train::dpo::prepare(&model, &train_rows, &dpo_cfg)?;
     let dev_conv: Vec<_> = dev_rows.into_iter().map(|(o, r)| (o, r.into_conversation())).collect();
-    let mut pref_eval = kit::train::dpo::prepare(&model, &dev_conv, &dpo_cfg)?;
-    let objective = Dpo::new(&model, dpo_cfg.clone());
-    objective.precompute(&model, &adapter, &mut pref_train, 8)?;
-    objective.precompute(&model, &adapter, &mut pref_eval, 8)?;
-    let mut trainer = Trainer::new(&model, &adapter, objective, dpo_cfg.args.clone()).with_data(pref_train, pref_eval);
+    let mut trainer = Trainer::from_rows(&model, &adapter, dpo_cfg, &train_rows, &dev_conv)?;
     let dpo = crate::train::run_trainer(&mut trainer)?;
     check_interrupted(&dpo, &trainer.args.output_dir, "DPO")?;
     // Per-pair rewards on the held-out pairs, from the trainer's final evaluation: which flaws DPO learned to rank.

@@ -14,15 +14,16 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::sft::report_skipped;
+use super::build::ObjectiveConfig;
+pub use super::pairs::PairExample;
+use super::pairs::{prepare_pairs, PairLimits};
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
-use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
-use crate::data::{load_preference, DatasetFiles, Origin, PreferenceRow};
+use crate::data::tokenize::{Tokenized, TruncationMode};
+use crate::data::{load_preference, Loaded, Origin, PreferenceRow};
 use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
 use crate::lora::Adapter;
 use crate::loss::log_sigmoid;
 use crate::model::Model;
-use crate::smoke::{smoke_eval_rows, smoke_train_rows};
 use crate::{Error, Result};
 
 /// TRL's DPO `loss_type` values that kit implements (TRL's spelling).
@@ -146,16 +147,6 @@ pub fn dpo_loss(
     m.insert("logps/chosen".into(), mean(&policy_chosen.detach())?);
     m.insert("logps/rejected".into(), mean(&policy_rejected.detach())?);
     Ok((loss, m))
-}
-
-/// A tokenized pair, with its reference log-probs once computed.
-#[derive(Debug, Clone)]
-pub struct PairExample {
-    pub chosen: Tokenized,
-    pub rejected: Tokenized,
-    pub ref_logps: Option<(f32, f32)>,
-    /// The row's `margin` (reward models only).
-    pub margin: Option<f32>,
 }
 
 /// The DPO objective.
@@ -342,60 +333,50 @@ impl Objective for Dpo {
     }
 }
 
-/// Tokenize preference rows; an unusable row is an error naming its `file:line` (or skipped when asked).
+/// Tokenize preference rows as DPO cuts them (see [`PairLimits`]); an unusable row is an error naming its
+/// `file:line` (or skipped when asked).
 pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig) -> Result<Vec<PairExample>> {
-    let mut out = Vec::with_capacity(rows.len());
-    for (at, row) in rows {
-        let pair: TokenizedPair = match tokenize_pair(&model.tokenizer, row) {
-            Ok(p) => p,
-            Err(_) if cfg.skip_invalid_rows => continue,
-            Err(e) => return Err(Error::msg(format!("{at}: {e}"))),
-        };
-        let chosen = pair.sequence(true, cfg.max_length, cfg.truncation_mode);
-        let rejected = pair.sequence(false, cfg.max_length, cfg.truncation_mode);
-        let usable = |t: &Tokenized| t.len() >= 2 && t.completion_mask[1..].iter().any(|&m| m);
-        if !usable(&chosen) || !usable(&rejected) {
-            if cfg.skip_invalid_rows {
-                continue;
-            }
-            return Err(Error::Input(format!(
-                "{at}: no completion token left after truncation to max_length {} (raise max_length, or pass skip_invalid_rows to drop such rows)",
-                cfg.max_length.map_or("none".to_string(), |m| m.to_string())
-            )));
-        }
-        out.push(PairExample {
-            chosen,
-            rejected,
-            ref_logps: None,
-            margin: row.margin.map(|m| m as f32),
-        });
-    }
-    Ok(out)
+    let limits = PairLimits {
+        max_length: cfg.max_length,
+        truncation_mode: cfg.truncation_mode,
+        skip_invalid_rows: cfg.skip_invalid_rows,
+    };
+    prepare_pairs(model, rows, limits)
 }
 
-/// The DPO trainer for `data` (a file, or a dataset folder: its `train.jsonl`, and its `dev.jsonl` for evaluation
-/// when `eval_file` is `None`; see [`DatasetFiles`]), pairs read, tokenized and, when the config asks, scored by
-/// the reference; add callbacks, then `.train()`.
-pub fn dpo_trainer<'a>(
-    model: &'a Model,
-    adapter: &'a Adapter,
-    data: impl AsRef<Path>,
-    eval_file: Option<&Path>,
-    cfg: &DpoConfig,
-) -> Result<Trainer<'a, Dpo>> {
-    let files = DatasetFiles::resolve(data, eval_file)?;
-    let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
-    report_skipped(&files.train, &loaded.skipped);
-    let eval = match &files.eval {
-        Some(p) => load_preference(p, cfg.skip_invalid_rows)?.rows,
-        None => vec![],
-    };
-    dpo_trainer_from_rows(model, adapter, &loaded.rows, &eval, cfg)
+impl ObjectiveConfig for DpoConfig {
+    type Row = PreferenceRow;
+    type Objective = Dpo;
+    fn args(&self) -> &TrainingArguments {
+        &self.args
+    }
+    fn load(&self, path: &Path) -> Result<Loaded<PreferenceRow>> {
+        load_preference(path, self.skip_invalid_rows)
+    }
+    fn prepare(&self, model: &Model, rows: &[(Origin, PreferenceRow)]) -> Result<Vec<PairExample>> {
+        prepare(model, rows, self)
+    }
+    /// When the config asks (or `reference` is `Initial`), the reference scores every pair once, before training.
+    fn into_objective(
+        self,
+        model: &Model,
+        adapter: &Adapter,
+        train: &mut [PairExample],
+        eval: &mut [PairExample],
+    ) -> Result<Dpo> {
+        let precompute = self.precompute_ref_log_probs || self.reference == DpoReference::Initial;
+        let bs = self.args.per_device_eval_batch_size;
+        let dpo = Dpo::new(model, self);
+        if precompute {
+            dpo.precompute(model, adapter, train, bs)?;
+            dpo.precompute(model, adapter, eval, bs)?;
+        }
+        Ok(dpo)
+    }
 }
 
 /// The DPO trainer for rows already loaded (e.g. a subset, or pairs turned into conversations): TRL's
-/// `DPOTrainer(model, args, train_dataset=…, eval_dataset=…)`. Tokenizes the rows and, when the config asks (or
-/// `reference` is `Initial`), scores them with the reference once, before training.
+/// `DPOTrainer(model, args, train_dataset=…, eval_dataset=…)`; see [`Trainer::from_rows`].
 pub fn dpo_trainer_from_rows<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
@@ -403,20 +384,11 @@ pub fn dpo_trainer_from_rows<'a>(
     eval: &[(Origin, PreferenceRow)],
     cfg: &DpoConfig,
 ) -> Result<Trainer<'a, Dpo>> {
-    // Capped here, before the reference scores them, in the CI smoke mode (see `crate::smoke`).
-    let mut train = prepare(model, smoke_train_rows(train), cfg)?;
-    let mut eval = prepare(model, smoke_eval_rows(eval), cfg)?;
-    let dpo = Dpo::new(model, cfg.clone());
-    if cfg.precompute_ref_log_probs || cfg.reference == DpoReference::Initial {
-        let bs = cfg.args.per_device_eval_batch_size;
-        dpo.precompute(model, adapter, &mut train, bs)?;
-        dpo.precompute(model, adapter, &mut eval, bs)?;
-    }
-    Ok(Trainer::new(model, adapter, dpo, cfg.args.clone()).with_data(train, eval))
+    Trainer::from_rows(model, adapter, cfg.clone(), train, eval)
 }
 
-/// Read, tokenize and train in one call: `train_dpo(&model, &adapter, "datasets/pref_ja", None, &cfg)`. `data` and
-/// `eval_file` as in [`dpo_trainer`].
+/// Read, tokenize and train in one call: `train_dpo(&model, &adapter, "datasets/pref_ja", None, &cfg)` (a file, or
+/// a dataset folder: see [`Trainer::from_files`]).
 pub fn train_dpo(
     model: &Model,
     adapter: &Adapter,
@@ -424,5 +396,5 @@ pub fn train_dpo(
     eval_file: Option<&Path>,
     cfg: &DpoConfig,
 ) -> Result<TrainOutput> {
-    dpo_trainer(model, adapter, data, eval_file, cfg)?.train()
+    Trainer::from_files(model, adapter, cfg.clone(), data, eval_file)?.train()
 }

@@ -15,11 +15,11 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 use serde_json::{Map, Value};
 
+use super::build::ObjectiveConfig;
 pub use super::grpo_config::{GrpoConfig, GrpoLossType, ScaleRewards};
-use super::sft::report_skipped;
-use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer};
+use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
-use crate::data::{load_prompts, DatasetFiles, Origin, PromptRow};
+use crate::data::{load_prompts, Loaded, Origin, PromptRow};
 use crate::generate::{FinishReason, GenerationConfig};
 use crate::logps::{collate, logit_stats, token_scores_at};
 use crate::lora::Adapter;
@@ -600,29 +600,48 @@ pub fn prepare(model: &Model, rows: &[(Origin, PromptRow)], cfg: &GrpoConfig) ->
         .collect()
 }
 
-/// The GRPO trainer for the prompts of `data` (a file, or a dataset folder: its `train.jsonl`, and its `dev.jsonl`
-/// for evaluation when `eval_file` is `None`; see [`DatasetFiles`]), scored by `reward_funcs`; add callbacks, then
-/// `.train()`.
-pub fn grpo_trainer<'a>(
-    model: &'a Model,
-    adapter: &'a Adapter,
-    data: impl AsRef<Path>,
-    eval_file: Option<&Path>,
-    reward_funcs: Vec<Box<dyn RewardFunction>>,
-    cfg: &GrpoConfig,
-) -> Result<Trainer<'a, Grpo>> {
-    let files = DatasetFiles::resolve(data, eval_file)?;
-    let loaded = load_prompts(&files.train, cfg.skip_invalid_rows)?;
-    report_skipped(&files.train, &loaded.skipped);
-    let eval = match &files.eval {
-        Some(p) => load_prompts(p, cfg.skip_invalid_rows)?.rows,
-        None => vec![],
-    };
-    grpo_trainer_from_rows(model, adapter, &loaded.rows, &eval, reward_funcs, cfg)
+/// A GRPO config with its reward functions: what builds the GRPO objective ([`GrpoConfig::with_rewards`]).
+pub struct GrpoSetup {
+    pub config: GrpoConfig,
+    pub reward_funcs: Vec<Box<dyn RewardFunction>>,
+}
+
+impl GrpoConfig {
+    /// This config with the reward functions that score its completions, ready for [`Trainer::from_rows`] or
+    /// [`Trainer::from_files`] (TRL's `GRPOTrainer(model, reward_funcs, args, …)`).
+    pub fn with_rewards(self, reward_funcs: Vec<Box<dyn RewardFunction>>) -> GrpoSetup {
+        GrpoSetup {
+            config: self,
+            reward_funcs,
+        }
+    }
+}
+
+impl ObjectiveConfig for GrpoSetup {
+    type Row = PromptRow;
+    type Objective = Grpo;
+    fn args(&self) -> &TrainingArguments {
+        &self.config.args
+    }
+    fn load(&self, path: &Path) -> Result<Loaded<PromptRow>> {
+        load_prompts(path, self.config.skip_invalid_rows)
+    }
+    fn prepare(&self, model: &Model, rows: &[(Origin, PromptRow)]) -> Result<Vec<PromptExample>> {
+        prepare(model, rows, &self.config)
+    }
+    fn into_objective(
+        self,
+        model: &Model,
+        _: &Adapter,
+        _: &mut [PromptExample],
+        _: &mut [PromptExample],
+    ) -> Result<Grpo> {
+        Grpo::new(model, self.config, self.reward_funcs)
+    }
 }
 
 /// The GRPO trainer for prompt rows already loaded (e.g. a subset): TRL's `GRPOTrainer(model, reward_funcs, args,
-/// train_dataset=…, eval_dataset=…)`.
+/// train_dataset=…, eval_dataset=…)`; see [`Trainer::from_rows`].
 pub fn grpo_trainer_from_rows<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
@@ -631,14 +650,11 @@ pub fn grpo_trainer_from_rows<'a>(
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
 ) -> Result<Trainer<'a, Grpo>> {
-    let train = prepare(model, train, cfg)?;
-    let eval = prepare(model, eval, cfg)?;
-    let grpo = Grpo::new(model, cfg.clone(), reward_funcs)?;
-    Ok(Trainer::new(model, adapter, grpo, cfg.args.clone()).with_data(train, eval))
+    Trainer::from_rows(model, adapter, cfg.clone().with_rewards(reward_funcs), train, eval)
 }
 
-/// Read, tokenize and train in one call: `train_grpo(&model, &adapter, "datasets/math_ja", None, rewards, &cfg)`.
-/// `data` and `eval_file` as in [`grpo_trainer`].
+/// Read, tokenize and train in one call: `train_grpo(&model, &adapter, "datasets/math_ja", None, rewards, &cfg)`
+/// (a file, or a dataset folder: see [`Trainer::from_files`]).
 pub fn train_grpo(
     model: &Model,
     adapter: &Adapter,
@@ -647,5 +663,5 @@ pub fn train_grpo(
     reward_funcs: Vec<Box<dyn RewardFunction>>,
     cfg: &GrpoConfig,
 ) -> Result<TrainOutput> {
-    grpo_trainer(model, adapter, data, eval_file, reward_funcs, cfg)?.train()
+    Trainer::from_files(model, adapter, cfg.clone().with_rewards(reward_funcs), data, eval_file)?.train()
 }

@@ -23,18 +23,21 @@ use crate::model::Model;
 use crate::Result;
 
 pub mod args;
+pub mod build;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod dpo;
 pub mod grpo;
 mod grpo_config;
 pub mod optim;
+pub mod pairs;
 pub mod reward_model;
 pub mod sft;
 mod trainer;
 
 pub use crate::metrics::Metrics;
 pub use args::TrainingArguments;
+pub use build::ObjectiveConfig;
 pub use callbacks::{EarlyStopping, OnEvaluate, OnLog, PrintProgress, StopWhen, TrainerCallback, TrainerControl};
 pub use checkpoint::TrainerState;
 pub use trainer::Trainer;

@@ -10,11 +10,11 @@ use std::path::Path;
 use candle_core::{DType, IndexOp, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use super::dpo::PairExample;
-use super::sft::report_skipped;
+use super::build::ObjectiveConfig;
+use super::pairs::{prepare_pairs, PairExample, PairLimits};
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_completion_ids, Tokenized, TruncationMode};
-use crate::data::{load_preference, DatasetFiles, Origin, PreferenceRow, Turns};
+use crate::data::{load_preference, Loaded, Origin, PreferenceRow, Turns};
 use crate::logps::{collate, SeqBatch};
 use crate::lora::Adapter;
 use crate::model::{LoadOptions, Model};
@@ -238,28 +238,42 @@ impl Objective for RewardTraining {
     }
 }
 
-/// The reward-model trainer for the pairs of `data` (a file, or a dataset folder: its `train.jsonl`, and its
-/// `dev.jsonl` for evaluation when `eval_file` is `None`; see [`DatasetFiles`]); the head is saved as
-/// `reward_head.safetensors` beside the adapter.
-pub fn reward_trainer<'a>(
-    model: &'a Model,
-    adapter: &'a Adapter,
-    data: impl AsRef<Path>,
-    eval_file: Option<&Path>,
-    cfg: &RewardConfig,
-) -> Result<Trainer<'a, RewardTraining>> {
-    let files = DatasetFiles::resolve(data, eval_file)?;
-    let loaded = load_preference(&files.train, cfg.skip_invalid_rows)?;
-    report_skipped(&files.train, &loaded.skipped);
-    let eval = match &files.eval {
-        Some(p) => load_preference(p, cfg.skip_invalid_rows)?.rows,
-        None => vec![],
-    };
-    reward_trainer_from_rows(model, adapter, &loaded.rows, &eval, cfg)
+impl ObjectiveConfig for RewardConfig {
+    type Row = PreferenceRow;
+    type Objective = RewardTraining;
+    fn args(&self) -> &TrainingArguments {
+        &self.args
+    }
+    fn load(&self, path: &Path) -> Result<Loaded<PreferenceRow>> {
+        load_preference(path, self.skip_invalid_rows)
+    }
+    fn prepare(&self, model: &Model, rows: &[(Origin, PreferenceRow)]) -> Result<Vec<PairExample>> {
+        prepare_pairs(model, rows, pair_limits(self.max_length, self.skip_invalid_rows))
+    }
+    fn into_objective(
+        self,
+        model: &Model,
+        _: &Adapter,
+        _: &mut [PairExample],
+        _: &mut [PairExample],
+    ) -> Result<RewardTraining> {
+        RewardTraining::new(model, self)
+    }
+}
+
+/// How a reward model cuts pairs to `max_length`: keeping the end, so that the last token, which the head reads,
+/// survives.
+fn pair_limits(max_length: Option<usize>, skip_invalid_rows: bool) -> PairLimits {
+    PairLimits {
+        max_length,
+        truncation_mode: TruncationMode::KeepEnd,
+        skip_invalid_rows,
+    }
 }
 
 /// The reward-model trainer for rows already loaded (e.g. a subset, or pairs made conversations with
-/// [`crate::data::Loaded::into_conversations`]): `train` to learn from, `eval` held out.
+/// [`crate::data::Loaded::into_conversations`]): `train` to learn from, `eval` held out; the head is saved as
+/// `reward_head.safetensors` beside the adapter. See [`Trainer::from_rows`].
 pub fn reward_trainer_from_rows<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
@@ -267,26 +281,10 @@ pub fn reward_trainer_from_rows<'a>(
     eval: &[(Origin, PreferenceRow)],
     cfg: &RewardConfig,
 ) -> Result<Trainer<'a, RewardTraining>> {
-    let pairs = pair_config(cfg.max_length, cfg.skip_invalid_rows);
-    let (train, eval) = (
-        super::dpo::prepare(model, train, &pairs)?,
-        super::dpo::prepare(model, eval, &pairs)?,
-    );
-    let objective = RewardTraining::new(model, cfg.clone())?;
-    Ok(Trainer::new(model, adapter, objective, cfg.args.clone()).with_data(train, eval))
+    Trainer::from_rows(model, adapter, cfg.clone(), train, eval)
 }
 
-/// How pairs are tokenized for a reward model: DPO's pairing with the completion kept when truncating.
-fn pair_config(max_length: Option<usize>, skip_invalid_rows: bool) -> super::dpo::DpoConfig {
-    super::dpo::DpoConfig {
-        max_length,
-        truncation_mode: TruncationMode::KeepEnd,
-        skip_invalid_rows,
-        ..Default::default()
-    }
-}
-
-/// Read, tokenize and train a reward model in one call; `data` and `eval_file` as in [`reward_trainer`].
+/// Read, tokenize and train a reward model in one call (a file, or a dataset folder: see [`Trainer::from_files`]).
 pub fn train_reward(
     model: &Model,
     adapter: &Adapter,
@@ -294,7 +292,7 @@ pub fn train_reward(
     eval_file: Option<&Path>,
     cfg: &RewardConfig,
 ) -> Result<TrainOutput> {
-    reward_trainer(model, adapter, data, eval_file, cfg)?.train()
+    Trainer::from_files(model, adapter, cfg.clone(), data, eval_file)?.train()
 }
 
 /// A trained reward model, ready to score (prompt, completion) pairs — also usable as a GRPO reward function.
@@ -375,7 +373,7 @@ impl RewardModel {
     /// The scores (chosen, rejected) of preference pairs, tokenized as for training (a pair longer than
     /// `max_length` loses prompt tokens from its start).
     pub fn score_pairs(&self, rows: &[(Origin, PreferenceRow)], max_length: Option<usize>) -> Result<Vec<(f32, f32)>> {
-        let pairs = super::dpo::prepare(&self.model, rows, &pair_config(max_length, false))?;
+        let pairs = prepare_pairs(&self.model, rows, pair_limits(max_length, false))?;
         let seqs: Vec<&Tokenized> = pairs.iter().flat_map(|p| [&p.chosen, &p.rejected]).collect();
         let r = self.score_tokenized(&seqs)?;
         Ok(r.chunks(2).map(|c| (c[0], c[1])).collect())

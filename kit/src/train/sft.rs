@@ -7,9 +7,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::build::ObjectiveConfig;
 use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{tokenize_sft, Tokenized, TruncationMode};
-use crate::data::{load_sft, DatasetFiles, Origin, SftRow};
+use crate::data::{load_sft, Loaded, Origin, SftRow};
 use crate::logps::{collate, logit_stats, token_scores};
 use crate::lora::Adapter;
 use crate::model::Model;
@@ -128,27 +129,25 @@ pub fn prepare(model: &Model, rows: &[(Origin, SftRow)], cfg: &SftConfig) -> Res
     Ok(out)
 }
 
-/// The SFT trainer for `data` (a file, or a dataset folder: its `train.jsonl`, and its `dev.jsonl` for evaluation
-/// when `eval_file` is `None`; see [`DatasetFiles`]), rows read and tokenized; add callbacks, then `.train()`.
-pub fn sft_trainer<'a>(
-    model: &'a Model,
-    adapter: &'a Adapter,
-    data: impl AsRef<Path>,
-    eval_file: Option<&Path>,
-    cfg: &SftConfig,
-) -> Result<Trainer<'a, Sft>> {
-    let files = DatasetFiles::resolve(data, eval_file)?;
-    let train = load_sft(&files.train, cfg.skip_invalid_rows)?;
-    report_skipped(&files.train, &train.skipped);
-    let eval = match &files.eval {
-        Some(p) => load_sft(p, cfg.skip_invalid_rows)?.rows,
-        None => vec![],
-    };
-    sft_trainer_from_rows(model, adapter, &train.rows, &eval, cfg)
+impl ObjectiveConfig for SftConfig {
+    type Row = SftRow;
+    type Objective = Sft;
+    fn args(&self) -> &TrainingArguments {
+        &self.args
+    }
+    fn load(&self, path: &Path) -> Result<Loaded<SftRow>> {
+        load_sft(path, self.skip_invalid_rows)
+    }
+    fn prepare(&self, model: &Model, rows: &[(Origin, SftRow)]) -> Result<Vec<Tokenized>> {
+        prepare(model, rows, self)
+    }
+    fn into_objective(self, model: &Model, _: &Adapter, _: &mut [Tokenized], _: &mut [Tokenized]) -> Result<Sft> {
+        Ok(Sft::new(model))
+    }
 }
 
 /// The SFT trainer for rows already made (e.g. prompts paired with worked solutions): TRL's
-/// `SFTTrainer(model, args, train_dataset=…, eval_dataset=…)`.
+/// `SFTTrainer(model, args, train_dataset=…, eval_dataset=…)`; see [`Trainer::from_rows`].
 pub fn sft_trainer_from_rows<'a>(
     model: &'a Model,
     adapter: &'a Adapter,
@@ -156,13 +155,11 @@ pub fn sft_trainer_from_rows<'a>(
     eval: &[(Origin, SftRow)],
     cfg: &SftConfig,
 ) -> Result<Trainer<'a, Sft>> {
-    let train = prepare(model, train, cfg)?;
-    let eval = prepare(model, eval, cfg)?;
-    Ok(Trainer::new(model, adapter, Sft::new(model), cfg.args.clone()).with_data(train, eval))
+    Trainer::from_rows(model, adapter, cfg.clone(), train, eval)
 }
 
-/// Read, tokenize and train in one call: `train_sft(&model, &adapter, "datasets/sft_ja", None, &cfg)`. `data` and
-/// `eval_file` as in [`sft_trainer`].
+/// Read, tokenize and train in one call: `train_sft(&model, &adapter, "datasets/sft_ja", None, &cfg)` (a file, or
+/// a dataset folder: see [`Trainer::from_files`]).
 pub fn train_sft(
     model: &Model,
     adapter: &Adapter,
@@ -170,16 +167,5 @@ pub fn train_sft(
     eval_file: Option<&Path>,
     cfg: &SftConfig,
 ) -> Result<TrainOutput> {
-    sft_trainer(model, adapter, data, eval_file, cfg)?.train()
-}
-
-pub(crate) fn report_skipped(path: &Path, skipped: &[String]) {
-    if !skipped.is_empty() {
-        eprintln!(
-            "{}: skipped {} invalid rows (skip_invalid_rows), first: {}",
-            path.display(),
-            skipped.len(),
-            skipped[0]
-        );
-    }
+    Trainer::from_files(model, adapter, cfg.clone(), data, eval_file)?.train()
 }

@@ -103,7 +103,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
         self
     }
 
-    /// The same, by value: `sft_trainer(..)?.with_callback(StopWhen::above("kl", 0.5)).train()`.
+    /// The same, by value: `Trainer::from_files(..)?.with_callback(StopWhen::above("kl", 0.5)).train()`.
     pub fn with_callback(mut self, callback: impl TrainerCallback + 'a) -> Self {
         self.add_callback(callback);
         self

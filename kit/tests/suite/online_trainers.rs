@@ -348,7 +348,7 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
         },
         ..Default::default()
     };
-    let mut trainer = kit::train::reward_model::reward_trainer(&model, &adapter, &train, Some(&dev), &cfg).unwrap();
+    let mut trainer = kit::train::Trainer::from_files(&model, &adapter, cfg.clone(), &train, Some(&dev)).unwrap();
 
     // The `margin` column reaches the loss: −log σ(r_c − r_r − m) (TRL's RewardTrainer).
     let pairs: Vec<_> = trainer.train_data[..4].iter().collect();
