@@ -10,6 +10,9 @@ use std::time::Instant;
 
 use kit::prelude::*;
 
+#[path = "common/summary.rs"]
+mod summary;
+
 /// New tokens per row: llama-bench's `-n 64`, so that both sides decode the same number of tokens.
 const NEW_TOKENS: usize = 64;
 
@@ -142,6 +145,23 @@ fn print_reference(rows: &[Row]) -> anyhow::Result<()> {
                 fmt(r.hf),
                 ratio(r.hf)
             );
+            // Issue 12's rows: batch 1 against llama.cpp, SmolLM2's batch 8 against HF generate.
+            let (against, name, must, goal) = match (model, batch) {
+                ("smollm2-135m", 1) => (r.reference, "native llama.cpp", "≥ 0.75×", "≥ 1.0×"),
+                ("smollm2-135m", 8) => (r.hf, "HF generate", "≥ 4×", "≥ 6×"),
+                ("gemma3-270m", 1) => (r.reference, "native llama.cpp", "≥ 0.65×", "≥ 1.0×"),
+                _ => (None, "", "", ""),
+            };
+            if let Some(x) = against {
+                summary::row(
+                    &format!("greedy decode, {model} GGUF, batch {batch} (tokens/s)"),
+                    &format!("{kit:.1}"),
+                    &format!("{x:.1} ({name})"),
+                    &format!("{:.2}×", kit / x),
+                    must,
+                    goal,
+                );
+            }
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! through the real trainers on the shipped data. Each trainer runs in its own process so peak RSS is its own. Once
 //! `kit/benches/reference/pytorch.sh` has made its venv, TRL's DPOTrainer and GRPOTrainer run the same shapes right
 //! after kit (`kit/benches/reference/pytorch_steps.py`), and the table gives the ratios.
-//! Run: `cargo bench -p kit --bench train_step`.
+//! Run: `cargo bench -p kit --bench train_step` (`KIT_BENCH_ONLY=grpo8`: the rows whose mode starts so).
 use std::path::PathBuf;
 
 use kit::lora::LoraConfig;
@@ -154,6 +154,9 @@ fn run_child(cmd: &mut std::process::Command) -> Option<Measured> {
     parse(&out.stdout)
 }
 
+#[path = "common/summary.rs"]
+mod summary;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--one") {
@@ -175,6 +178,8 @@ fn main() -> anyhow::Result<()> {
     // TRL's figure per shape (f32, its defaults otherwise), measured right after the shape's first kit row and
     // shared by the shape's other rows.
     let mut trl: std::collections::HashMap<&str, Option<Measured>> = Default::default();
+    // `KIT_BENCH_ONLY=grpo8` runs the rows whose mode starts so (and their TRL reference).
+    let only = std::env::var("KIT_BENCH_ONLY").ok();
     for which in [
         "dpo",
         "dpo-bf16",
@@ -184,7 +189,11 @@ fn main() -> anyhow::Result<()> {
         "grpo8",
         "grpo8-bf16",
         "grpo8-ckpt",
+        "grpo8-bf16-ckpt",
     ] {
+        if only.as_ref().is_some_and(|o| !which.starts_with(o.as_str())) {
+            continue;
+        }
         let Some((label, step, rss, tps)) = run_child(std::process::Command::new(&exe).args(["--one", which])) else {
             println!("| {which} | failed | | | | | |");
             continue;
@@ -216,6 +225,31 @@ fn main() -> anyhow::Result<()> {
             "| {label} | {step:.2} | {:.0} | {rss:.0} | {r_step} | {r_rss} | {ratio} |",
             tps.unwrap_or(0.0)
         );
+        let targets = match shape {
+            "dpo" => Some(("≤ 0.35×, ≤ 2.5 GB", "≤ 0.2×")),
+            "grpo8" => Some(("≤ 0.4×, ≤ 2.5 GB", "≤ 0.25×")),
+            _ => None,
+        };
+        if let (Some((must, goal)), false) = (targets, r_step.is_empty()) {
+            summary::row(
+                &format!("{label} (s/step, peak RSS)"),
+                &format!("{step:.2} s, {:.1} GB", rss / 1024.0),
+                &format!("{r_step} s (TRL f32)"),
+                &ratio,
+                must,
+                goal,
+            );
+        }
+        if which == "dpo-eval" {
+            summary::row(
+                "DPO evaluation, 8 pairs × 256 tokens (peak RSS)",
+                &format!("{:.2} GB", rss / 1024.0),
+                "",
+                "",
+                "≤ 3 GB",
+                "",
+            );
+        }
     }
     if !python.exists() {
         println!(
