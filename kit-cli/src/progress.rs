@@ -56,7 +56,7 @@ impl TrainerCallback for TerminalProgress {
     fn on_save(&mut self, _: &TrainerState, _: &Path) -> Result<()> {
         Ok(())
     }
-    fn on_train_end(&mut self, _: &TrainerState) -> Result<()> {
+    fn on_train_end(&mut self, _: &TrainerState, _: &[kit::train::Metrics]) -> Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }

@@ -17,7 +17,7 @@
 //! trainer.train()?;
 //! # Ok(()) }
 //! ```
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::checkpoint::TrainerState;
 use crate::metrics::Metrics;
@@ -60,12 +60,33 @@ pub trait TrainerCallback {
     fn on_save(&mut self, _state: &TrainerState, _checkpoint: &Path) -> Result<()> {
         Ok(())
     }
-    /// After the final adapter (or the interrupt checkpoint) was written.
-    fn on_train_end(&mut self, _state: &TrainerState) -> Result<()> {
+    /// After the final adapter (or the interrupt checkpoint) was written, with every metrics line of the run.
+    fn on_train_end(&mut self, _state: &TrainerState, _log_history: &[Metrics]) -> Result<()> {
         Ok(())
     }
     /// A note from the loop for the user ("stopped at step 12 …", run time). Progress callbacks print it.
     fn on_message(&mut self, _text: &str) {}
+}
+
+/// A chart worth drawing from a run's metrics: file stem, title, metric keys (see [`super::Objective::plots`]).
+pub type PlotSpec = (&'static str, &'static str, Vec<&'static str>);
+
+/// Saves the run's charts when it ends, each as `<stem>.svg` and `<stem>.png` in the output folder the trainer had
+/// when it was built: by default the objective's [`super::Objective::plots`] (loss; DPO's rewards; GRPO's reward,
+/// KL, lengths). Every trainer is built with one, after [`PrintProgress`].
+#[derive(Debug, Clone)]
+pub struct SavePlots {
+    pub dir: PathBuf,
+    pub plots: Vec<PlotSpec>,
+}
+
+impl TrainerCallback for SavePlots {
+    fn on_train_end(&mut self, _: &TrainerState, log_history: &[Metrics]) -> Result<()> {
+        for (stem, title, keys) in &self.plots {
+            crate::plot::save_metrics_plot(log_history, keys, title, &self.dir.join(format!("{stem}.svg")))?;
+        }
+        Ok(())
+    }
 }
 
 /// The default progress report of a run: one plain line per logged step and per evaluation, and the loop's notes.

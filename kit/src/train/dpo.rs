@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::build::ObjectiveConfig;
 pub use super::pairs::PairExample;
 use super::pairs::{prepare_pairs, PairLimits};
-use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{Tokenized, TruncationMode};
 use crate::data::{load_preference, Loaded, Origin, PreferenceRow};
 use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
@@ -306,7 +306,7 @@ impl Objective for Dpo {
         })
     }
 
-    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    fn plots(&self) -> Vec<PlotSpec> {
         vec![
             ("loss", "DPO loss", vec!["loss", "eval_loss"]),
             (

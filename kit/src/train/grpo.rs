@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::build::ObjectiveConfig;
 pub use super::grpo_config::{GrpoConfig, GrpoLossType, ScaleRewards};
-use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
 use crate::data::{load_prompts, Loaded, Origin, PromptRow};
 use crate::generate::{FinishReason, GenerationConfig};
@@ -494,7 +494,7 @@ impl Objective for Grpo {
         self.loss_on(model, adapter, r, at.items_in_step)
     }
 
-    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    fn plots(&self) -> Vec<PlotSpec> {
         vec![
             ("loss", "GRPO loss", vec!["loss"]),
             ("reward", "GRPO reward", vec!["reward", "reward_std", "eval_reward"]),

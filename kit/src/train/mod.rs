@@ -38,7 +38,9 @@ mod trainer;
 pub use crate::metrics::Metrics;
 pub use args::TrainingArguments;
 pub use build::ObjectiveConfig;
-pub use callbacks::{EarlyStopping, OnEvaluate, OnLog, PrintProgress, StopWhen, TrainerCallback, TrainerControl};
+pub use callbacks::{
+    EarlyStopping, OnEvaluate, OnLog, PlotSpec, PrintProgress, SavePlots, StopWhen, TrainerCallback, TrainerControl,
+};
 pub use checkpoint::TrainerState;
 pub use trainer::Trainer;
 
@@ -116,7 +118,7 @@ pub trait Objective {
         Ok(())
     }
     /// Charts worth drawing from the metrics: (file stem, title, metric keys).
-    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    fn plots(&self) -> Vec<PlotSpec> {
         vec![("loss", "training loss", vec!["loss", "eval_loss"])]
     }
 }

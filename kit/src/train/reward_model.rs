@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::build::ObjectiveConfig;
 use super::pairs::{prepare_pairs, PairExample, PairLimits};
-use super::{Metrics, Objective, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
+use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_completion_ids, Tokenized, TruncationMode};
 use crate::data::{load_preference, Loaded, Origin, PreferenceRow, Turns};
 use crate::logps::{collate, SeqBatch};
@@ -230,7 +230,7 @@ impl Objective for RewardTraining {
         Ok(())
     }
 
-    fn plots(&self) -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    fn plots(&self) -> Vec<PlotSpec> {
         vec![
             ("loss", "reward model loss", vec!["loss", "eval_loss"]),
             ("accuracy", "reward model accuracy", vec!["accuracy", "eval_accuracy"]),

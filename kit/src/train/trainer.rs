@@ -8,7 +8,7 @@ use candle_core::{Tensor, Var};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use super::callbacks::{PrintProgress, TrainerCallback, TrainerControl};
+use super::callbacks::{PrintProgress, SavePlots, TrainerCallback, TrainerControl};
 use super::checkpoint::{self, TrainerState};
 use super::optim::{clip_grad_norm, lr_at, squared_norm, AdamW, AdamWParams};
 use super::{micro_batch_weight, Objective, StepInfo, TrainOutput, TrainingArguments};
@@ -29,7 +29,7 @@ pub struct Trainer<'a, O: Objective> {
     /// Set it (e.g. from a Ctrl-C handler) to stop after the current step with a checkpoint; the run counts as
     /// interrupted and resumes from that checkpoint.
     pub stop: Arc<AtomicBool>,
-    /// Called in order at each hook. [`PrintProgress`] comes first unless `disable_tqdm`.
+    /// Called in order at each hook. [`PrintProgress`] comes first unless `disable_tqdm`, then [`SavePlots`].
     pub callbacks: Vec<Box<dyn TrainerCallback + 'a>>,
 }
 
@@ -76,6 +76,10 @@ impl<'a, O: Objective> Trainer<'a, O> {
         if !args.disable_tqdm {
             callbacks.push(Box::new(PrintProgress));
         }
+        callbacks.push(Box::new(SavePlots {
+            dir: args.output_dir.clone(),
+            plots: objective.plots(),
+        }));
         Trainer {
             model,
             adapter,
@@ -501,8 +505,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
         Ok(dir)
     }
 
-    /// The final adapter (with its state, so that a finished run can be extended with a larger `max_steps`), the
-    /// plots (SVG and PNG), and the summary; an interrupted run points at its last checkpoint instead.
+    /// The final adapter (with its state, so that a finished run can be extended with a larger `max_steps`) and the
+    /// summary (the charts are [`SavePlots`]'s); an interrupted run points at its last checkpoint instead.
     fn finish(&mut self, mut run: Run, interrupted: bool) -> Result<TrainOutput> {
         let out_dir = self.args.output_dir.clone();
         let adapter_dir = if interrupted {
@@ -514,10 +518,6 @@ impl<'a, O: Objective> Trainer<'a, O> {
             out_dir.clone()
         };
         let history = run.log.history().to_vec();
-        // Each chart as `<stem>.svg` and `<stem>.png`.
-        for (stem, title, keys) in self.objective.plots() {
-            crate::plot::save_metrics_plot(&history, &keys, title, &out_dir.join(format!("{stem}.svg")))?;
-        }
         let losses: Vec<f64> = history.iter().filter_map(|m| m.get("loss").copied()).collect();
         let train_runtime = run.started.elapsed().as_secs_f64();
         let steps_run = (run.state.global_step - run.first_step).max(1) as f64;
@@ -527,7 +527,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
             steps_run * run.plan.per_step as f64 / train_runtime
         ));
         for cb in &mut self.callbacks {
-            cb.on_train_end(&run.state)?;
+            cb.on_train_end(&run.state, &history)?;
         }
         Ok(TrainOutput {
             global_step: run.state.global_step,

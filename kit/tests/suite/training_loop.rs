@@ -322,7 +322,7 @@ impl TrainerCallback for Recorder {
         self.0.borrow_mut().push(format!("save {}", s.global_step));
         Ok(())
     }
-    fn on_train_end(&mut self, s: &TrainerState) -> kit::Result<()> {
+    fn on_train_end(&mut self, s: &TrainerState, _: &[kit::train::Metrics]) -> kit::Result<()> {
         self.0.borrow_mut().push(format!("end {}", s.global_step));
         Ok(())
     }
