@@ -9,6 +9,7 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 use serde_json::{Map, Value};
 
 use kit::lora::{LoraConfig, TargetModules};
+use kit::metrics::keys;
 use kit::model::{LoadOptions, Model};
 use kit::train::dpo::DpoConfig;
 use kit::train::grpo::GrpoConfig;
@@ -192,19 +193,19 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 fn report(out: &TrainOutput, output_dir: &Path) {
-    let last = out.log_history.iter().rev().find(|m| m.contains_key("loss"));
+    let last = out.log_history.iter().rev().find(|m| m.contains_key(keys::LOSS));
     println!(
         "{} after {} steps: mean training loss {:.4}{}",
         if out.interrupted { "stopped" } else { "done" },
         out.global_step,
         out.training_loss,
-        last.map(|m| format!(", last logged loss {:.4}", m["loss"]))
+        last.map(|m| format!(", last logged loss {:.4}", m[keys::LOSS]))
             .unwrap_or_default()
     );
     if let Some(e) = out.log_history.iter().rev().find(|m| m.contains_key("eval_loss")) {
         let items: Vec<String> = e
             .iter()
-            .filter(|(k, _)| k.starts_with("eval_"))
+            .filter(|(k, _)| keys::is_eval(k))
             .map(|(k, v)| format!("{k} {v:.4}"))
             .collect();
         println!("held out: {}", items.join("  "));

@@ -9,13 +9,37 @@ use crate::{Error, Result};
 /// Metric name → value, in a stable order (one logged line).
 pub type Metrics = BTreeMap<String, f64>;
 
+/// The keys the training loop itself logs, spelled as transformers / TRL spell them (an objective's own metrics —
+/// `rewards/accuracies`, `kl`, … — are named where they are computed).
+pub mod keys {
+    pub const STEP: &str = "step";
+    pub const LOSS: &str = "loss";
+    pub const GRAD_NORM: &str = "grad_norm";
+    pub const LEARNING_RATE: &str = "learning_rate";
+    pub const EPOCH: &str = "epoch";
+    pub const NUM_TOKENS: &str = "num_tokens";
+    /// What an evaluation on the held-out split puts before each metric's name (`eval_loss`).
+    pub const EVAL_PREFIX: &str = "eval_";
+    pub const EVAL_LOSS: &str = "eval_loss";
+
+    /// The key of metric `key` measured on the held-out split.
+    pub fn eval(key: &str) -> String {
+        format!("{EVAL_PREFIX}{key}")
+    }
+
+    /// Whether `key` is a held-out metric.
+    pub fn is_eval(key: &str) -> bool {
+        key.starts_with(EVAL_PREFIX)
+    }
+}
+
 /// The (step, value) points of `key` in a run's history, in logging order. Lines without `step` or `key` are left
 /// out, and so are non-finite values: JSON cannot hold NaN or ±∞ (serde writes `null`), so a series read back from
 /// `metrics.jsonl` could not have them either, and a chart cannot draw them.
 pub fn series(history: &[Metrics], key: &str) -> Vec<(f64, f64)> {
     history
         .iter()
-        .filter_map(|m| Some((*m.get("step")?, *m.get(key)?)))
+        .filter_map(|m| Some((*m.get(keys::STEP)?, *m.get(key)?)))
         .filter(|(_, y)| y.is_finite())
         .collect()
 }
@@ -36,7 +60,7 @@ impl MetricsLog {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 // A line cut by a crash is dropped, not fatal.
                 if let Ok(m) = serde_json::from_str(line).and_then(parse_line) {
-                    if m.get("step").is_some_and(|s| *s <= resume_step as f64) {
+                    if m.get(keys::STEP).is_some_and(|s| *s <= resume_step as f64) {
                         history.push(m);
                     }
                 }

@@ -38,7 +38,7 @@ impl Chart {
 
     /// Metrics of a run against the step; keys the run did not log are left out.
     pub fn metrics(history: &[Metrics], keys: &[&str], title: &str) -> Result<Chart> {
-        Self::lines(&metric_lines(history, keys), title, "step")
+        Self::lines(&metric_lines(history, keys), title, crate::metrics::keys::STEP)
     }
 
     /// Write the SVG to `path` and the PNG next to it (`path` with the extension `.png`), atomically.

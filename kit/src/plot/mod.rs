@@ -36,7 +36,7 @@ pub fn save_metrics_plot(history: &[Metrics], keys: &[&str], title: &str, path: 
     if lines.is_empty() {
         return Ok(());
     }
-    line_chart(&lines, title, "step", path)
+    line_chart(&lines, title, crate::metrics::keys::STEP, path)
 }
 
 /// A line chart (markers on each point): the SVG to `path` and the PNG to `path` with the extension `.png`.

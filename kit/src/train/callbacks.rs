@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use super::checkpoint::TrainerState;
-use crate::metrics::Metrics;
+use crate::metrics::{keys, Metrics};
 use crate::Result;
 
 /// What the loop does after the current step (transformers' `TrainerControl`). The loop fills it from the
@@ -97,7 +97,7 @@ pub struct PrintProgress;
 
 /// Keys shown in a progress line, in this order, when present.
 const SHOWN: [&str; 6] = [
-    "loss",
+    keys::LOSS,
     "rewards/accuracies",
     "rewards/margins",
     "reward",
@@ -107,15 +107,15 @@ const SHOWN: [&str; 6] = [
 
 /// `step 10/60  loss 1.2345  kl 0.0123` for a training line, the `eval_*` values for an evaluation line.
 pub fn progress_line(m: &Metrics, max_steps: usize) -> String {
-    let step = m.get("step").copied().unwrap_or(0.0) as usize;
+    let step = m.get(keys::STEP).copied().unwrap_or(0.0) as usize;
     format!("step {step}/{max_steps}  {}", summary(m))
 }
 
 /// The values worth a glance: the `eval_*` ones of an evaluation line, else loss, rewards, KL, accuracy.
 pub fn summary(m: &Metrics) -> String {
-    let shown: Vec<String> = if m.keys().any(|k| k.starts_with("eval_")) {
+    let shown: Vec<String> = if m.keys().any(|k| keys::is_eval(k)) {
         m.iter()
-            .filter(|(k, _)| k.starts_with("eval_"))
+            .filter(|(k, _)| keys::is_eval(k))
             .map(|(k, v)| format!("{k} {}", format_value(*v)))
             .collect()
     } else {

@@ -23,6 +23,7 @@ use crate::data::{load_preference, Loaded, Origin, PreferenceRow};
 use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
 use crate::lora::Adapter;
 use crate::loss::log_sigmoid;
+use crate::metrics::keys;
 use crate::model::Model;
 use crate::{Error, Result};
 
@@ -308,7 +309,7 @@ impl Objective for Dpo {
 
     fn plots(&self) -> Vec<PlotSpec> {
         vec![
-            ("loss", "DPO loss", vec!["loss", "eval_loss"]),
+            ("loss", "DPO loss", vec![keys::LOSS, keys::EVAL_LOSS]),
             (
                 "rewards",
                 "DPO implicit rewards",

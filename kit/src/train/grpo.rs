@@ -23,6 +23,7 @@ use crate::data::{load_prompts, Loaded, Origin, PromptRow};
 use crate::generate::{FinishReason, GenerationConfig};
 use crate::logps::{collate, logit_stats, token_scores_at};
 use crate::lora::Adapter;
+use crate::metrics::keys;
 use crate::model::Model;
 use crate::rewards::{RewardFunction, RewardInput};
 use crate::sampling::SamplingParams;
@@ -496,7 +497,7 @@ impl Objective for Grpo {
 
     fn plots(&self) -> Vec<PlotSpec> {
         vec![
-            ("loss", "GRPO loss", vec!["loss"]),
+            ("loss", "GRPO loss", vec![keys::LOSS]),
             ("reward", "GRPO reward", vec!["reward", "reward_std", "eval_reward"]),
             ("kl", "KL to the reference", vec!["kl"]),
         ]

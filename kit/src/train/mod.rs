@@ -119,7 +119,8 @@ pub trait Objective {
     }
     /// Charts worth drawing from the metrics: (file stem, title, metric keys).
     fn plots(&self) -> Vec<PlotSpec> {
-        vec![("loss", "training loss", vec!["loss", "eval_loss"])]
+        use crate::metrics::keys;
+        vec![("loss", "training loss", vec![keys::LOSS, keys::EVAL_LOSS])]
     }
 }
 

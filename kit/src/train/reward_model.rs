@@ -17,6 +17,7 @@ use crate::data::tokenize::{prompt_completion_ids, Tokenized, TruncationMode};
 use crate::data::{load_preference, Loaded, Origin, PreferenceRow, Turns};
 use crate::logps::{collate, SeqBatch};
 use crate::lora::Adapter;
+use crate::metrics::keys;
 use crate::model::{LoadOptions, Model};
 use crate::rewards::{RewardFunction, RewardInput};
 use crate::{Error, Result};
@@ -232,7 +233,7 @@ impl Objective for RewardTraining {
 
     fn plots(&self) -> Vec<PlotSpec> {
         vec![
-            ("loss", "reward model loss", vec!["loss", "eval_loss"]),
+            ("loss", "reward model loss", vec![keys::LOSS, keys::EVAL_LOSS]),
             ("accuracy", "reward model accuracy", vec!["accuracy", "eval_accuracy"]),
         ]
     }

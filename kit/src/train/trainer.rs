@@ -13,7 +13,7 @@ use super::checkpoint::{self, TrainerState};
 use super::optim::{clip_grad_norm, lr_at, squared_norm, AdamW, AdamWParams};
 use super::{micro_batch_weight, Objective, StepInfo, TrainOutput, TrainingArguments};
 use crate::lora::Adapter;
-use crate::metrics::{Metrics, MetricsLog};
+use crate::metrics::{keys, Metrics, MetricsLog};
 use crate::model::Model;
 use crate::smoke::smoke_eval_rows;
 use crate::{Error, Result};
@@ -163,7 +163,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
                     items_in_step: None,
                 },
             )?;
-            *sum.entry("loss".into()).or_default() += out.loss.to_scalar::<f32>()? as f64;
+            *sum.entry(keys::LOSS.into()).or_default() += out.loss.to_scalar::<f32>()? as f64;
             for (k, v) in out.metrics {
                 *sum.entry(k).or_default() += v;
             }
@@ -171,7 +171,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
         }
         Ok(sum
             .into_iter()
-            .map(|(k, v)| (format!("eval_{k}"), v / batches.max(1.0)))
+            .map(|(k, v)| (keys::eval(&k), v / batches.max(1.0)))
             .collect())
     }
 
@@ -200,9 +200,9 @@ impl<'a, O: Objective> Trainer<'a, O> {
             let acc = self.accumulate(&mut run)?;
             let grad_norm = self.optimizer_step(&mut run, acc.grads, lr)?;
             let mut metrics = acc.metrics;
-            metrics.insert("loss".into(), acc.loss);
-            metrics.insert("grad_norm".into(), grad_norm);
-            metrics.insert("learning_rate".into(), lr);
+            metrics.insert(keys::LOSS.into(), acc.loss);
+            metrics.insert(keys::GRAD_NORM.into(), grad_norm);
+            metrics.insert(keys::LEARNING_RATE.into(), lr);
 
             let mut control = self.step_end(&mut run, &metrics)?;
             let interrupt = self.stop.load(Ordering::Relaxed);
@@ -462,11 +462,11 @@ impl<'a, O: Objective> Trainer<'a, O> {
             .iter()
             .map(|(k, v)| (k.clone(), v / run.window_steps as f64))
             .collect();
-        line.insert("grad_norm".into(), grad_norm);
-        line.insert("learning_rate".into(), lr);
-        line.insert("epoch".into(), run.state.epoch);
-        line.insert("num_tokens".into(), run.state.num_tokens as f64);
-        line.insert("step".into(), run.state.global_step as f64);
+        line.insert(keys::GRAD_NORM.into(), grad_norm);
+        line.insert(keys::LEARNING_RATE.into(), lr);
+        line.insert(keys::EPOCH.into(), run.state.epoch);
+        line.insert(keys::NUM_TOKENS.into(), run.state.num_tokens as f64);
+        line.insert(keys::STEP.into(), run.state.global_step as f64);
         run.log.write(&line)?;
         run.window.clear();
         run.window_steps = 0;
@@ -479,8 +479,8 @@ impl<'a, O: Objective> Trainer<'a, O> {
     /// Evaluate on the held-out split and write the `eval_*` line.
     fn evaluate_and_log(&mut self, run: &mut Run, control: &mut TrainerControl) -> Result<()> {
         let mut line = self.evaluate(run.state.global_step)?;
-        line.insert("epoch".into(), run.state.epoch);
-        line.insert("step".into(), run.state.global_step as f64);
+        line.insert(keys::EPOCH.into(), run.state.epoch);
+        line.insert(keys::STEP.into(), run.state.global_step as f64);
         run.log.write(&line)?;
         for cb in &mut self.callbacks {
             cb.on_evaluate(&run.state, &line, control)?;
@@ -518,7 +518,7 @@ impl<'a, O: Objective> Trainer<'a, O> {
             out_dir.clone()
         };
         let history = run.log.history().to_vec();
-        let losses: Vec<f64> = history.iter().filter_map(|m| m.get("loss").copied()).collect();
+        let losses: Vec<f64> = history.iter().filter_map(|m| m.get(keys::LOSS).copied()).collect();
         let train_runtime = run.started.elapsed().as_secs_f64();
         let steps_run = (run.state.global_step - run.first_step).max(1) as f64;
         self.message(&format!(
