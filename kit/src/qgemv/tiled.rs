@@ -230,6 +230,21 @@ mod x86 {
     use super::{Format, GROUP, QK, TILE};
     use core::arch::x86_64::*;
 
+    /// 16 rows' integer dot products with one block of x (32 values at `x`): `wq[j]` holds four values of each row,
+    /// those that meet x's values 4j..4j+4, broadcast. Two independent chains, the even and the odd `j`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn block_dot(wq: &[__m512i; 8], x: *const i8) -> __m512i {
+        let x = x as *const i32;
+        let mut even = _mm512_setzero_si512();
+        let mut odd = _mm512_setzero_si512();
+        for p in 0..4 {
+            even = _mm512_dpbusd_epi32(even, wq[2 * p], _mm512_set1_epi32(x.add(2 * p).read_unaligned()));
+            odd = _mm512_dpbusd_epi32(odd, wq[2 * p + 1], _mm512_set1_epi32(x.add(2 * p + 1).read_unaligned()));
+        }
+        _mm512_add_epi32(even, odd)
+    }
+
     /// Row `r < G` of x is `xv[r·blocks·32..]`, its scales `xd[r·blocks..]` and d·Σq `xs[r·blocks..]`.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni,avx2,fma,f16c")]
     pub(super) unsafe fn tile_dot_q4_1<const G: usize>(
@@ -254,15 +269,7 @@ mod x86 {
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let at = r * blocks + b;
-                let x = xv.add(at * QK) as *const i32;
-                // Two independent chains: the even and the odd groups of four values.
-                let mut even = _mm512_setzero_si512();
-                let mut odd = _mm512_setzero_si512();
-                for p in 0..4 {
-                    even = _mm512_dpbusd_epi32(even, wq[2 * p], _mm512_set1_epi32(x.add(2 * p).read_unaligned()));
-                    odd = _mm512_dpbusd_epi32(odd, wq[2 * p + 1], _mm512_set1_epi32(x.add(2 * p + 1).read_unaligned()));
-                }
-                let dot = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
+                let dot = _mm512_cvtepi32_ps(block_dot(&wq, xv.add(at * QK)));
                 *acc = _mm512_fmadd_ps(dot, _mm512_mul_ps(d, _mm512_set1_ps(*xd.add(at))), *acc);
                 *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*xs.add(at)), *acc);
             }
@@ -293,15 +300,8 @@ mod x86 {
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let at = r * blocks + b;
-                let x = xv.add(at * QK) as *const i32;
-                let mut even = _mm512_setzero_si512();
-                let mut odd = _mm512_setzero_si512();
-                for p in 0..4 {
-                    even = _mm512_dpbusd_epi32(even, wq[2 * p], _mm512_set1_epi32(x.add(2 * p).read_unaligned()));
-                    odd = _mm512_dpbusd_epi32(odd, wq[2 * p + 1], _mm512_set1_epi32(x.add(2 * p + 1).read_unaligned()));
-                }
                 // Σ (q + 128) · xq − 128 · Σ xq = Σ q · xq, exactly.
-                let dot = _mm512_sub_epi32(_mm512_add_epi32(even, odd), _mm512_set1_epi32(128 * *xq.add(at)));
+                let dot = _mm512_sub_epi32(block_dot(&wq, xv.add(at * QK)), _mm512_set1_epi32(128 * *xq.add(at)));
                 *acc = _mm512_fmadd_ps(
                     _mm512_cvtepi32_ps(dot),
                     _mm512_mul_ps(d, _mm512_set1_ps(*xd.add(at))),
