@@ -53,7 +53,7 @@ pub fn available() -> bool {
 }
 
 /// Whether `x · qᵀ` runs in the tiled kernel: a Q4_1 or Q8_0 weight on a CPU that has it, f32 input — unless
-/// candle repacks the Q8_0 weight for its own VNNI kernel ([`super::candle_repacks`]).
+/// candle repacks the Q8_0 weight for its own VNNI kernel (see `qgemv::candle_repacks`).
 pub fn applies(x: &Tensor, q: &QTensor) -> bool {
     let Ok((n, k)) = q.shape().dims2() else { return false };
     let format_ok = match q.dtype() {
