@@ -13,9 +13,8 @@ use std::time::Instant;
 
 use clap::Args;
 
-use kit::data::{load_preference, load_sft, read_column, stratified_take, Origin, PreferenceRow, SftRow, Turns};
-use kit::eval::{accuracy_by_group, chrf};
-use kit::generate::{FinishReason, GenerationConfig};
+use kit::data::{load_preference, load_sft, read_column, stratified_take, Origin, PreferenceRow, SftRow};
+use kit::eval::{accuracy_by_group, answer_held_out, Answers, HeldOut, Laps};
 use kit::lora::LoraConfig;
 use kit::model::{LoadOptions, Model};
 use kit::train::dpo::{DpoConfig, DpoReference};
@@ -74,44 +73,6 @@ pub struct QuickstartArgs {
     pub seed: u64,
 }
 
-/// A held-out preference row: the prompt the model answers, the answer the data prefers, and its flaw label.
-pub struct HeldOut {
-    pub prompt: String,
-    pub chosen: String,
-    pub flaw: String,
-}
-
-/// The answers of one phase to the held-out prompts.
-pub struct Answers {
-    pub texts: Vec<String>,
-    /// Whether each answer ended with the end-of-turn token (not cut at `max_new_tokens`).
-    pub ended: Vec<bool>,
-    /// chrF of each answer against the preferred answer of its row.
-    pub chrf: Vec<f64>,
-}
-
-fn answer(model: &Model, held_out: &[HeldOut], max_new_tokens: usize) -> Result<Answers> {
-    let prompts: Vec<&str> = held_out.iter().map(|h| h.prompt.as_str()).collect();
-    // Greedy and without a repetition penalty: a penalty would also push down the end-of-turn token, which the
-    // prompt already contains, and hide whether the model learned to stop.
-    let cfg = GenerationConfig::greedy(max_new_tokens).with_chat(true);
-    let out = model.generate(&prompts, &cfg)?;
-    let texts: Vec<String> = out.iter().map(|g| g.text.trim().to_string()).collect();
-    let chrf = texts.iter().zip(held_out).map(|(t, h)| chrf(t, &h.chosen)).collect();
-    Ok(Answers {
-        ended: out.iter().map(|g| g.finish_reason == FinishReason::Eos).collect(),
-        texts,
-        chrf,
-    })
-}
-
-fn text(t: &Turns) -> String {
-    match t {
-        Turns::Text(s) => s.clone(),
-        Turns::Chat(m) => m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
-    }
-}
-
 /// The `flaw` column of each row of a preference file ("-" where a row has none).
 fn flaws(path: &Path) -> Result<Vec<String>> {
     read_column(path, "flaw")
@@ -140,12 +101,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         ));
     }
     std::fs::create_dir_all(&a.output_dir).map_err(|e| Error::file(&a.output_dir, e))?;
-    let mut phases = vec![];
-    let mut clock = Instant::now();
-    let mut lap = |name: &str, phases: &mut Vec<(String, f64)>| {
-        phases.push((name.to_string(), clock.elapsed().as_secs_f64()));
-        clock = Instant::now();
-    };
+    let mut laps = Laps::new();
 
     println!("== loading {}", a.model_name_or_path);
     let mut model = Model::load(&a.model_name_or_path, &LoadOptions::default())?;
@@ -161,28 +117,20 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
     let dev_path = pref_dir.join("dev.jsonl");
     let dev_rows = load_preference(&dev_path, false)?.rows;
     let dev_flaws = flaws(&dev_path)?;
-    let mut held_out: Vec<HeldOut> = dev_rows
-        .iter()
-        .zip(&dev_flaws)
-        .map(|((_, r), f)| HeldOut {
-            prompt: text(&r.prompt),
-            chosen: text(&r.chosen),
-            flaw: f.clone(),
-        })
-        .collect();
+    let mut held_out = HeldOut::from_preference_rows(&dev_rows, &dev_flaws);
     if a.num_prompts > 0 {
         held_out.truncate(a.num_prompts);
     }
-    lap("load", &mut phases);
+    laps.lap("load");
 
     println!(
         "== answers before training ({} held-out prompts of {})",
         held_out.len(),
         dev_path.display()
     );
-    let before = answer(&model, &held_out, a.max_new_tokens)?;
+    let before = answer_held_out(&model, &held_out, a.max_new_tokens)?;
     print_answers(&held_out, &before, 3);
-    lap("answers before", &mut phases);
+    laps.lap("answers before");
 
     let common = |steps: usize, lr: f64, sub: &str| TrainingArguments {
         output_dir: a.output_dir.join(sub),
@@ -221,11 +169,11 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         Trainer::from_rows(&model, &adapter, sft_cfg, &sft_train, &sft_eval)?,
         "SFT",
     )?;
-    lap("SFT", &mut phases);
-    let after_sft = answer(&model, &held_out, a.max_new_tokens)?;
+    laps.lap("SFT");
+    let after_sft = answer_held_out(&model, &held_out, a.max_new_tokens)?;
     println!("== answers after SFT");
     print_answers(&held_out, &after_sft, 3);
-    lap("answers after SFT", &mut phases);
+    laps.lap("answers after SFT");
 
     println!(
         "== DPO on {} ({} steps, reference = the SFT model)",
@@ -270,11 +218,11 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         .map(|p| p.chosen.len() < p.rejected.len())
         .collect();
     drop(trainer);
-    lap("DPO", &mut phases);
-    let after_dpo = answer(&model, &held_out, a.max_new_tokens)?;
+    laps.lap("DPO");
+    let after_dpo = answer_held_out(&model, &held_out, a.max_new_tokens)?;
     println!("== answers after DPO");
     print_answers(&held_out, &after_dpo, 3);
-    lap("answers after DPO", &mut phases);
+    laps.lap("answers after DPO");
 
     let report = QuickstartReport {
         model: a.model_name_or_path.clone(),
@@ -290,7 +238,7 @@ pub fn run(a: QuickstartArgs) -> Result<QuickstartReport> {
         dpo,
         dpo_by_flaw: accuracy_by_group(&dev_flaws, &ranked),
         length_by_flaw: accuracy_by_group(&dev_flaws, &shorter),
-        timings: phases,
+        timings: laps.parts,
         wall_s: started.elapsed().as_secs_f64(),
     };
     let md = summary_markdown(&report);

@@ -5,7 +5,7 @@ use kit::eval::{win_rate, GroupAccuracy};
 use kit::notebook::Table;
 use kit::train::TrainOutput;
 
-use super::{Answers, HeldOut};
+use kit::eval::{Answers, HeldOut};
 
 /// One phase's answers (before training, after SFT, after DPO).
 pub struct Phase {
@@ -171,7 +171,7 @@ pub fn summary_markdown(r: &QuickstartReport) -> String {
         r.timing_table().to_markdown()
     );
     for (i, h) in r.held_out.iter().enumerate() {
-        let _ = write!(s, "\n### {} ({})\n\n", h.prompt, h.flaw);
+        let _ = write!(s, "\n### {} ({})\n\n", h.prompt, h.group);
         for p in &r.phases {
             let a = &p.answers;
             let end = if a.ended[i] { "" } else { " [cut at max_new_tokens]" };
@@ -183,7 +183,7 @@ pub fn summary_markdown(r: &QuickstartReport) -> String {
                 a.texts[i].replace('\n', " ")
             );
         }
-        let _ = writeln!(s, "- preferred answer: {}", h.chosen.replace('\n', " "));
+        let _ = writeln!(s, "- preferred answer: {}", h.reference.replace('\n', " "));
     }
     s
 }

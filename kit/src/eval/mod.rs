@@ -1,7 +1,10 @@
 //! Judging outputs without the training loss: reference-based text scores, win rates and accuracies with their
 //! uncertainty. What a run is measured by must not be what it was trained on.
+mod answers;
 mod chrf;
 mod stats;
+
+pub use answers::{answer_held_out, Answers, HeldOut, Laps};
 
 pub use chrf::chrf;
 pub use stats::{accuracy_by_group, accuracy_table, wilson_interval, win_rate, GroupAccuracy, WinRate};
