@@ -235,7 +235,7 @@ pub fn build_packed_mask(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::Var;
 
@@ -243,7 +243,8 @@ mod tests {
         attend_plain(q, k, v, mask, scale, cap).unwrap()
     }
 
-    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Var {
+    /// A seeded tensor of values in [−1, 1).
+    pub(crate) fn random_tensor(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
         let n = shape.0 * shape.1 * shape.2 * shape.3;
         let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let data: Vec<f32> = (0..n)
@@ -252,7 +253,11 @@ mod tests {
                 ((x >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect();
-        Var::from_tensor(&Tensor::from_vec(data, shape, &Device::Cpu).unwrap()).unwrap()
+        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+    }
+
+    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Var {
+        Var::from_tensor(&random_tensor(shape, seed)).unwrap()
     }
 
     #[test]

@@ -329,19 +329,8 @@ fn regather(buf: &[f32], from: CacheShape, to: CacheShape, capacity: usize, len:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::attention::tests::random_tensor as random;
     use crate::model::attention::{attend_plain, build_mask};
-
-    fn random(shape: (usize, usize, usize, usize), seed: u64) -> Tensor {
-        let n = shape.0 * shape.1 * shape.2 * shape.3;
-        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((x >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-    }
 
     #[test]
     fn cached_attention_equals_the_textbook_form_over_the_whole_sequence() {
