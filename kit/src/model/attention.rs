@@ -256,6 +256,18 @@ pub(crate) mod tests {
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
     }
 
+    /// max |a − b| over all elements.
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     fn random(shape: (usize, usize, usize, usize), seed: u64) -> Var {
         Var::from_tensor(&random_tensor(shape, seed)).unwrap()
     }
@@ -288,16 +300,7 @@ pub(crate) mod tests {
             let w = random((b, h, t, d), 4).as_tensor().detach();
             let ours = attend(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 0.7, cap).unwrap();
             let want = reference(q.as_tensor(), k.as_tensor(), v.as_tensor(), &mask, 0.7, cap);
-            let diff = |a: &Tensor, b: &Tensor| {
-                (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-            };
+            let diff = max_diff;
             assert!(diff(&ours, &want) < 1e-6, "forward, cap {cap:?}");
             let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (want * &w).unwrap().sum_all().unwrap().backward().unwrap();

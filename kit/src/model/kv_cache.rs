@@ -329,7 +329,7 @@ fn regather(buf: &[f32], from: CacheShape, to: CacheShape, capacity: usize, len:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::attention::tests::random_tensor as random;
+    use crate::model::attention::tests::{max_diff, random_tensor as random};
     use crate::model::attention::{attend_plain, build_mask};
 
     #[test]
@@ -378,14 +378,7 @@ mod tests {
                     .unwrap()
                     .reshape((b, t, h * d))
                     .unwrap();
-                let diff = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_diff(&got, &want);
                 assert!(diff < 1e-5, "step {step} (t = {t}), cap {cap:?}: {diff}");
                 let (ck, _) = cache.tensors(&Device::Cpu).unwrap().unwrap();
                 let same = (ck - all_k.as_ref().unwrap())
