@@ -11,10 +11,10 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::{Error, Result};
 
-/// Forwards of at most this many new tokens without a gradient attend in [`LayerCache::attend`] (with the caller's
-/// cache or without one); longer ones run candle's products, which win once there are many queries. The same row
-/// limit as the quantized kernels' (`quant::dequantize_above`): up to it, a prompt's prefill, its token-by-token
-/// decoding and a forward over the whole sequence run the same arithmetic for each position.
+/// Forwards of at most this many new tokens a row without a gradient attend in [`LayerCache::attend`] (with the
+/// caller's cache or without one); longer ones run candle's products, which win once there are many queries. The
+/// quantized kernels take up to 32 rows too (`quant::dequantize_above`), so for a prompt of up to 32 tokens its
+/// prefill, its token-by-token decoding and a forward over the whole sequence run the same arithmetic per position.
 pub const MAX_DIRECT_QUERIES: usize = 32;
 
 /// Per-sequence state kept between generation steps: each layer's keys/values, which cache slots hold real
