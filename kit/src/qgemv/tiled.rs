@@ -1,4 +1,5 @@
-//! Q4_1 and Q8_0 weights rearranged in tiles of 16 rows, for decoding's products on CPUs with AVX-512 VNNI.
+//! Q4_1 and Q8_0 weights rearranged in tiles of 16 rows, for decoding's products: AVX-512 VNNI for both, AVX2 for
+//! Q4_1.
 //!
 //! The row-by-row kernel of [`super`] spends ~8 cycles on each 32-value block: the f16 scales converted one at a
 //! time, one row's values unpacked, and a horizontal sum at the end of every row. Here W is rearranged once (the
