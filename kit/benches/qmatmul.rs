@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         let w = Tensor::randn(0f32, 0.05, (out, inp), &dev)?;
         println!("\nW {out}×{inp} (ms, median of 7)");
         println!(
-            "| type | rows | candle's quantized kernel | kit's kernel (Q8_0, Q4_1) | kit's tiled kernel (AVX-512 VNNI) | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
+            "| type | rows | candle's quantized kernel | kit's kernel (Q8_0, Q4_1) | kit's tiled kernel | dequantize + GEMM | GEMM on a dense copy | backward g·deq(W) |"
         );
         println!("|---|---|---|---|---|---|---|---|");
         for dt in [
@@ -56,8 +56,10 @@ fn main() -> anyhow::Result<()> {
             let mm = QMatMul::from_arc(q.clone())?;
             let frozen = FrozenWeight::Quantized(q.clone());
             let dense = q.dequantize(&dev)?;
+            // Where the tiled kernel runs this type on this CPU (Q8_0 tiles need AVX-512 VNNI).
+            let probe = Tensor::zeros((1, inp), candle_core::DType::F32, &dev)?;
             let tiled = match dt {
-                GgmlDType::Q8_0 | GgmlDType::Q4_1 if kit::qgemv::tiled::available() => {
+                GgmlDType::Q8_0 | GgmlDType::Q4_1 if kit::qgemv::tiled::applies(&probe, &q) => {
                     Some(kit::qgemv::tiled::TiledWeight::new(&q)?)
                 }
                 _ => None,
@@ -107,9 +109,10 @@ fn main() -> anyhow::Result<()> {
             "| rows | candle's quantized kernel | kit's Q8_0 kernel (`qgemv`) | kit's tiled kernel | dense f32 copy |"
         );
         println!("|---|---|---|---|---|");
+        let probe = Tensor::zeros((1, hidden), candle_core::DType::F32, &dev)?;
         let tiled = kit::qgemv::tiled::TiledWeight::new(&q)
             .ok()
-            .filter(|_| kit::qgemv::tiled::available());
+            .filter(|_| kit::qgemv::tiled::applies(&probe, &q));
         for rows in [1, 2, 4, 8, 16] {
             let x = Tensor::randn(0f32, 1.0, (rows, hidden), &dev)?;
             let kernel = time_ms(|| mm.forward(&x));
