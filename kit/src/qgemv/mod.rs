@@ -13,6 +13,9 @@
 //! Q4_1 (SmolLM2's GGUF): an f16 scale `d` and minimum `m` and 32 four-bit `q`; w = d · q + m, so a block's product is
 //! d·dx·Σ q·xq + m·dx·Σ xq. candle has only scalar code for Q4_1; this one is ~5× faster (`cargo bench -p kit
 //! --bench qmatmul`) and lets the GGUF's Q4_1 layers stay as they are instead of being re-encoded as Q8_0.
+//!
+//! A model's layers take the faster [`tiled`] kernel wherever it runs (every Q4_1 weight on AVX2, Q8_0 with
+//! AVX-512 VNNI: `Linear` keeps the tiles); this one serves the rest and direct calls of [`matmul_t`].
 mod quantize;
 pub mod tiled;
 
@@ -127,17 +130,13 @@ fn matmul_rows(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, format: Format
     );
     let mut y = vec![0f32; m * n];
     let y_addr = y.as_mut_ptr() as usize;
-    let group = match format {
-        Format::Q4_1 if vnni512() => GROUP,
-        _ => AVX2_GROUP,
-    };
     // Work items are rows of W, read front to back once each (interleaving several W rows defeats the hardware
     // prefetcher: measured 1.8× slower at one row of x). Each W block, once loaded, meets up to 4 rows of x.
     let run = |range: std::ops::Range<usize>| {
         for j in range {
             let w_row = &w[j * row_bytes..(j + 1) * row_bytes];
-            for first in (0..m).step_by(group) {
-                let rows = group.min(m - first);
+            for first in (0..m).step_by(GROUP) {
+                let rows = GROUP.min(m - first);
                 let xv = &xq.values[first * k..(first + rows) * k];
                 let xd = &xq.scales[first * kb..(first + rows) * kb];
                 let out = match format {
@@ -157,10 +156,8 @@ fn matmul_rows(x: &[f32], m: usize, k: usize, w: &[u8], n: usize, format: Format
     y
 }
 
-/// Rows of x multiplied together against one row of W: at most 8 (Q4_1 with AVX-512 VNNI, 32 vector registers),
-/// else 4.
-const GROUP: usize = 8;
-const AVX2_GROUP: usize = 4;
+/// Rows of x multiplied together against one row of W.
+const GROUP: usize = 4;
 
 /// Whether the CPU has AVX-512 (F, BW, DQ) with VNNI (`vpdpbusd`: four u8 × i8 products summed into each i32 lane).
 fn vnni512() -> bool {
@@ -178,7 +175,7 @@ fn vnni512() -> bool {
 /// Dot products of one row of W with `rows` (1..=4) quantized rows of x (`xv`: rows × k values, `xd`: their scales).
 fn dot_group(w: &[u8], xv: &[i8], xd: &[f32], rows: usize) -> [f32; GROUP] {
     let blocks = xd.len() / rows;
-    debug_assert!(w.len() == blocks * BLOCK_BYTES && xv.len() == xd.len() * QK && (1..=AVX2_GROUP).contains(&rows));
+    debug_assert!(w.len() == blocks * BLOCK_BYTES && xv.len() == xd.len() * QK && (1..=GROUP).contains(&rows));
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: `matmul_t` checked `available()`; the lengths are those asserted above.
@@ -219,18 +216,6 @@ fn dot_group_q4_1(w: &[u8], xv: &[i8], xd: &[f32], xs: &[f32], rows: usize) -> [
         // SAFETY: as in `dot_group`.
         unsafe {
             let (w, xv, xd, xs) = (w.as_ptr(), xv.as_ptr(), xd.as_ptr(), xs.as_ptr());
-            if vnni512() {
-                return match rows {
-                    1 => x86::dot_group_q4_1_vnni::<1>(w, xv, xd, xs, blocks),
-                    2 => x86::dot_group_q4_1_vnni::<2>(w, xv, xd, xs, blocks),
-                    3 => x86::dot_group_q4_1_vnni::<3>(w, xv, xd, xs, blocks),
-                    4 => x86::dot_group_q4_1_vnni::<4>(w, xv, xd, xs, blocks),
-                    5 => x86::dot_group_q4_1_vnni::<5>(w, xv, xd, xs, blocks),
-                    6 => x86::dot_group_q4_1_vnni::<6>(w, xv, xd, xs, blocks),
-                    7 => x86::dot_group_q4_1_vnni::<7>(w, xv, xd, xs, blocks),
-                    _ => x86::dot_group_q4_1_vnni::<8>(w, xv, xd, xs, blocks),
-                };
-            }
             match rows {
                 1 => x86::dot_group_q4_1::<1>(w, xv, xd, xs, blocks),
                 2 => x86::dot_group_q4_1::<2>(w, xv, xd, xs, blocks),
@@ -359,77 +344,6 @@ mod x86 {
         }
         out
     }
-
-    /// [`dot_group_q4_1`] two blocks at a time in 512-bit registers: `vpdpbusd` sums each lane's four u8 × i8
-    /// products (the i32 partials `maddubs` + `madd` give, in the same lanes), the even block in lanes 0–7 and the
-    /// odd one in 8–15, each scaled by its own d·dx. An odd last block pairs with zeros.
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_group_q4_1_vnni<const G: usize>(
-        w: *const u8,
-        xv: *const i8,
-        xd: *const f32,
-        xs: *const f32,
-        blocks: usize,
-    ) -> [f32; super::GROUP] {
-        let mut acc = [_mm512_setzero_ps(); G];
-        let mut offset = [0f32; G];
-        let low = _mm512_set1_epi8(0x0F);
-        let mut b = 0;
-        while b < blocks {
-            let pair = b + 1 < blocks;
-            let (b0, b1) = (
-                w.add(b * super::Q4_1_BLOCK_BYTES),
-                w.add((b + 1) * super::Q4_1_BLOCK_BYTES),
-            );
-            let (d0, m0) = (half_to_f32(b0), half_to_f32(b0.add(2)));
-            let (d1, m1) = if pair {
-                (half_to_f32(b1), half_to_f32(b1.add(2)))
-            } else {
-                (0.0, 0.0)
-            };
-            let p0 = _mm_loadu_si128(b0.add(4) as *const __m128i);
-            let p1 = if pair {
-                _mm_loadu_si128(b1.add(4) as *const __m128i)
-            } else {
-                _mm_setzero_si128()
-            };
-            // 128-bit lanes [p0, p0, p1, p1] → [low nibbles of p0, high of p0, low of p1, high of p1]: block b's
-            // values 0..32, then block b + 1's, as x lies in memory.
-            let v = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_set_m128i(p0, p0)),
-                _mm256_set_m128i(p1, p1),
-                1,
-            );
-            let wq = _mm512_mask_blend_epi64(
-                0b1100_1100,
-                _mm512_and_si512(v, low),
-                _mm512_and_si512(_mm512_srli_epi16(v, 4), low),
-            );
-            let x_mask: __mmask64 = if pair { !0 } else { (1u64 << 32) - 1 };
-            for r in 0..G {
-                let at = r * blocks + b;
-                let x = _mm512_maskz_loadu_epi8(x_mask, xv.add(at * QK));
-                let dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wq, x));
-                let (s0, o0) = (d0 * *xd.add(at), m0 * *xs.add(at));
-                let (s1, o1) = if pair {
-                    (d1 * *xd.add(at + 1), m1 * *xs.add(at + 1))
-                } else {
-                    (0.0, 0.0)
-                };
-                let scale = _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
-                acc[r] = _mm512_fmadd_ps(scale, dot, acc[r]);
-                offset[r] += o0;
-                offset[r] += o1;
-            }
-            b += 2;
-        }
-        let mut out = [0f32; super::GROUP];
-        for r in 0..G {
-            let half = _mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1));
-            out[r] = hsum(half) + offset[r];
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -461,7 +375,7 @@ mod tests {
         // The oracle independent of candle's kernel: x · deq(W)ᵀ in f32. Quantizing x to 8 bits per block of 32
         // moves each term by at most half a step, |x|max/254 per block.
         let dev = Device::Cpu;
-        // Q4_1 with AVX-512 VNNI: two blocks at a time (k = 96: an odd last block) and up to 8 rows a group (m = 9).
+        // Q4_1: rows in groups of 4 and a short last group (m = 6, 9), three blocks a row (k = 96).
         for (dtype, m, k) in [
             (GgmlDType::Q8_0, 3, 64),
             (GgmlDType::Q4_1, 1, 64),

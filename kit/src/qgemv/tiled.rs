@@ -57,11 +57,6 @@ fn available_for(format: Format) -> bool {
     super::available() && (format == Format::Q4_1 || super::vnni512())
 }
 
-/// Whether the tiled kernel runs on this CPU at all (AVX2, FMA, F16C).
-pub fn available() -> bool {
-    super::available()
-}
-
 /// Whether `x · qᵀ` runs in the tiled kernel: a Q4_1 or Q8_0 weight on a CPU that has it for that type, f32 input —
 /// unless candle repacks the Q8_0 weight for its own VNNI kernel (see `qgemv::candle_repacks`).
 pub fn applies(x: &Tensor, q: &QTensor) -> bool {
@@ -247,7 +242,7 @@ fn tile_dot(format: Format, w: &[u8], x: &TileRows, vnni: bool) -> [[f32; TILE];
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (w, blocks, vnni);
-        unreachable!("the tiled kernel is x86-64 only (`available()` is false elsewhere)")
+        unreachable!("the tiled kernel is x86-64 only (`available_for` is false elsewhere)")
     }
 }
 
@@ -420,9 +415,6 @@ mod tests {
 
     #[test]
     fn tiled_product_equals_the_dequantized_product_of_the_quantized_input() {
-        if !available() {
-            return; // the tiled kernel does not run here
-        }
         let dev = Device::Cpu;
         // n = 37: two whole tiles and a padded one; m = 11: a group of 8 and one of 3; k = 96: three blocks.
         for (dtype, format) in [(GgmlDType::Q4_1, Format::Q4_1), (GgmlDType::Q8_0, Format::Q8_0)] {
@@ -449,9 +441,6 @@ mod tests {
 
     #[test]
     fn a_row_is_the_same_alone_or_beside_others() {
-        if !available() {
-            return;
-        }
         let dev = Device::Cpu;
         for (dtype, format) in [(GgmlDType::Q4_1, Format::Q4_1), (GgmlDType::Q8_0, Format::Q8_0)] {
             if !available_for(format) {
