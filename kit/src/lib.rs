@@ -54,6 +54,7 @@ pub mod prelude {
     };
     pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
     pub use crate::eval::{accuracy_by_group, accuracy_table, chrf, wilson_interval, GroupAccuracy};
+    pub use crate::eval::{hack_signs, paired_difference, solve_math, HackSigns, MeanDifference, SolveConfig, Solved};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
     pub use crate::lora::{merge as merge_adapter, Adapter, LoraConfig, TargetModules};
     pub use crate::memory::{MemoryPlan, ModelShape};

@@ -2,9 +2,14 @@
 //! uncertainty. What a run is measured by must not be what it was trained on.
 mod answers;
 mod chrf;
+mod hacks;
+mod math;
 mod stats;
 
 pub use answers::{answer_held_out, Answers, HeldOut, Laps};
 
 pub use chrf::chrf;
+pub use hacks::{english_ratio, hack_signs, keyword_listing, repetition, HackSigns};
+pub use math::{solve_math, SolveConfig, Solved};
 pub use stats::{accuracy_by_group, accuracy_table, wilson_interval, win_rate, GroupAccuracy, WinRate};
+pub use stats::{paired_difference, MeanDifference};

@@ -120,6 +120,41 @@ pub fn win_rate(a: &[f64], b: &[f64]) -> WinRate {
     }
 }
 
+/// The mean of paired differences `after[i] − before[i]` (the same examples measured twice), with its 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeanDifference {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+    pub n: usize,
+}
+
+/// Mean paired difference with the normal-approximation interval mean ± z·s/√n (s: the sample standard deviation of
+/// the differences). Pairing takes out the spread between examples (easy and hard problems), most of the spread of
+/// either mean alone. With fewer than 2 pairs the interval is unbounded.
+pub fn paired_difference(before: &[f64], after: &[f64]) -> MeanDifference {
+    const Z: f64 = 1.959_963_984_540_054;
+    let d: Vec<f64> = before.iter().zip(after).map(|(b, a)| a - b).collect();
+    let n = d.len();
+    let mean = d.iter().sum::<f64>() / n.max(1) as f64;
+    if n < 2 {
+        return MeanDifference {
+            mean,
+            low: f64::NEG_INFINITY,
+            high: f64::INFINITY,
+            n,
+        };
+    }
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let half = Z * (var / n as f64).sqrt();
+    MeanDifference {
+        mean,
+        low: mean - half,
+        high: mean + half,
+        n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +194,20 @@ mod tests {
         assert_eq!((rows[0].correct, rows[0].total), (2, 2));
         assert_eq!((rows[1].correct, rows[1].total), (1, 3));
         assert_eq!((rows[2].correct, rows[2].total), (3, 5));
+    }
+
+    #[test]
+    fn paired_difference_matches_the_closed_form() {
+        // d = [0.5, 0, 0.5, 0]: mean 0.25, s = √(4 · 0.0625 / 3) = 0.288675, half-width 1.959964 · s / 2 = 0.282897.
+        let m = paired_difference(&[0.0, 0.5, 0.25, 1.0], &[0.5, 0.5, 0.75, 1.0]);
+        assert_eq!(m.n, 4);
+        assert!((m.mean - 0.25).abs() < 1e-12);
+        assert!(
+            (m.low + 0.032897).abs() < 1e-5 && (m.high - 0.532897).abs() < 1e-5,
+            "{m:?}"
+        );
+        let one = paired_difference(&[0.0], &[1.0]);
+        assert_eq!((one.mean, one.low, one.high), (1.0, f64::NEG_INFINITY, f64::INFINITY));
     }
 
     #[test]
