@@ -18,6 +18,8 @@ pub mod keys {
     pub const LEARNING_RATE: &str = "learning_rate";
     pub const EPOCH: &str = "epoch";
     pub const NUM_TOKENS: &str = "num_tokens";
+    /// Per-token KL to the reference (GRPO with beta > 0), TRL's `kl`.
+    pub const KL: &str = "kl";
     /// What an evaluation on the held-out split puts before each metric's name (`eval_loss`).
     pub const EVAL_PREFIX: &str = "eval_";
     pub const EVAL_LOSS: &str = "eval_loss";

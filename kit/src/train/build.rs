@@ -13,6 +13,7 @@
 //! ```
 use std::path::Path;
 
+use super::callbacks::TrainerCallback;
 use super::{Objective, Trainer, TrainingArguments};
 use crate::data::{DatasetFiles, Loaded, Origin};
 use crate::lora::Adapter;
@@ -44,6 +45,10 @@ pub trait ObjectiveConfig {
         train: &mut [ExampleOf<Self>],
         eval: &mut [ExampleOf<Self>],
     ) -> Result<Self::Objective>;
+    /// Callbacks the config asks for (e.g. GRPO's `kl_budget` stop), added after the default ones.
+    fn callbacks(&self) -> Vec<Box<dyn TrainerCallback>> {
+        vec![]
+    }
 }
 
 impl<'a, O: Objective> Trainer<'a, O> {
@@ -58,10 +63,15 @@ impl<'a, O: Objective> Trainer<'a, O> {
         eval: &[(Origin, C::Row)],
     ) -> Result<Self> {
         let args = config.args().clone();
+        let callbacks = config.callbacks();
         let mut train = config.prepare(model, smoke_train_rows(train))?;
         let mut eval = config.prepare(model, smoke_eval_rows(eval))?;
         let objective = config.into_objective(model, adapter, &mut train, &mut eval)?;
-        Ok(Trainer::new(model, adapter, objective, args).with_data(train, eval))
+        let mut trainer = Trainer::new(model, adapter, objective, args).with_data(train, eval);
+        for c in callbacks {
+            trainer.callbacks.push(c);
+        }
+        Ok(trainer)
     }
 
     /// The trainer for `data`: a file, or a dataset folder — its `train.jsonl`, and its `dev.jsonl` held out when

@@ -16,6 +16,7 @@ use candle_core::{DType, Tensor};
 use serde_json::{Map, Value};
 
 use super::build::ObjectiveConfig;
+use super::callbacks::{StopWhen, TrainerCallback};
 pub use super::grpo_config::{GrpoConfig, GrpoLossType, ScaleRewards};
 use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
@@ -157,7 +158,7 @@ pub fn grpo_loss(
         if cfg.use_bias_correction_kl {
             kl = (kl * &ratio)?;
         }
-        m.insert("kl".into(), masked_mean(&kl.detach())?);
+        m.insert(keys::KL.into(), masked_mean(&kl.detach())?);
         per_token = (per_token + (kl * cfg.beta)?)?;
     }
     let masked = (per_token * mask)?;
@@ -249,6 +250,18 @@ impl Grpo {
                     w.len(),
                     reward_funcs.len()
                 )));
+            }
+        }
+        if let Some(b) = cfg.kl_budget {
+            if !(b.is_finite() && b > 0.0) {
+                return Err(Error::Input(format!(
+                    "kl_budget must be a positive number of nats, got {b}"
+                )));
+            }
+            if cfg.beta == 0.0 {
+                return Err(Error::Input(
+                    "kl_budget needs beta > 0: GRPO measures the KL to the reference only when beta > 0".into(),
+                ));
             }
         }
         let g = cfg.num_generations;
@@ -638,6 +651,12 @@ impl ObjectiveConfig for GrpoSetup {
         _: &mut [PromptExample],
     ) -> Result<Grpo> {
         Grpo::new(model, self.config, self.reward_funcs)
+    }
+    fn callbacks(&self) -> Vec<Box<dyn TrainerCallback>> {
+        match self.config.kl_budget {
+            Some(b) => vec![Box::new(StopWhen::above(keys::KL, b))],
+            None => vec![],
+        }
     }
 }
 

@@ -115,6 +115,9 @@ pub struct GrpoConfig {
     pub chat: bool,
     /// Skip malformed rows (reporting how many) instead of stopping at the first (kit's own).
     pub skip_invalid_rows: bool,
+    /// A KL budget: end the run (as a finished one: adapter saved) once the logged `kl`, the per-token KL to the
+    /// reference, passes this many nats; it is measured only when `beta` > 0. Unset: no budget (kit's own).
+    pub kl_budget: Option<f64>,
 }
 
 impl GrpoConfig {
@@ -155,6 +158,7 @@ impl Default for GrpoConfig {
             mask_truncated_completions: false,
             chat: false,
             skip_invalid_rows: false,
+            kl_budget: None,
         }
     }
 }

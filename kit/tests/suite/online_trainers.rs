@@ -165,6 +165,72 @@ fn grpo_samples_scores_logs_trl_metrics_and_improves_its_objective() {
 }
 
 #[test]
+fn grpo_kl_budget_ends_the_run_once_kl_passes_it() {
+    use kit::data::{Origin, PromptRow, Turns};
+    let mut model = common::tiny_model("llama");
+    let adapter = model.attach_lora(&lora_cfg()).unwrap();
+    let rows: Vec<(Origin, PromptRow)> = (0..4u32)
+        .map(|i| {
+            let at = Origin {
+                path: "prompts.jsonl".into(),
+                line: i as usize + 1,
+            };
+            let row = PromptRow {
+                prompt: Turns::Text(format!("t1 t{} t{}", 10 + i, 20 + i)),
+                columns: Default::default(),
+            };
+            (at, row)
+        })
+        .collect();
+    let good = || {
+        reward_fn("good_start", |_, c, _| {
+            first_id(c).map_or(0.0, |id| GOOD.contains(&id) as i32 as f32)
+        })
+    };
+    let cfg = |budget: Option<f64>, beta: f64| GrpoConfig {
+        args: TrainingArguments {
+            output_dir: common::temp_dir("grpo-kl-budget"),
+            learning_rate: 1e-2,
+            per_device_train_batch_size: 8,
+            max_steps: Some(6),
+            logging_steps: 1,
+            disable_tqdm: true,
+            seed: 5,
+            ..Default::default()
+        },
+        num_generations: 8,
+        max_completion_length: 3,
+        beta,
+        kl_budget: budget,
+        ..Default::default()
+    };
+    // The first step's KL is 0 (the adapter starts as the reference); a budget of 1e-9 nats is passed at the first
+    // step after an update, long before step 6.
+    let out =
+        kit::train::grpo::grpo_trainer_from_rows(&model, &adapter, &rows, &[], vec![good()], &cfg(Some(1e-9), 0.04))
+            .unwrap()
+            .train()
+            .unwrap();
+    let kl = out.series("kl");
+    assert!(out.global_step < 6, "{kl:?}");
+    assert!(kl.last().unwrap().1 > 1e-9, "{kl:?}");
+    assert!(kl[..kl.len() - 1].iter().all(|&(_, v)| v <= 1e-9), "{kl:?}");
+    // Without a budget the same run goes on.
+    let full = kit::train::grpo::grpo_trainer_from_rows(&model, &adapter, &rows, &[], vec![good()], &cfg(None, 0.04))
+        .unwrap()
+        .train()
+        .unwrap();
+    assert_eq!(full.global_step, 6);
+    // No KL is measured with beta = 0: a budget then is an error that says so.
+    let err =
+        kit::train::grpo::grpo_trainer_from_rows(&model, &adapter, &rows, &[], vec![good()], &cfg(Some(0.5), 0.0))
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(err.contains("kl_budget") && err.contains("beta"), "{err}");
+}
+
+#[test]
 fn grpo_dapo_under_gradient_accumulation_equals_one_batch() {
     // TRL samples a step's whole generation batch (per-device batch × accumulation steps) at once, scales rewards
     // over it and divides `dapo`'s loss by its completion tokens: two micro-batches of 2 prompts must then take the
