@@ -77,10 +77,7 @@ pub fn solve_math(model: &Model, questions: &[String], answers: &[i64], cfg: &So
     let mut sampled_right = vec![0; questions.len()];
     if let Some(k) = std::num::NonZeroUsize::new(cfg.samples) {
         // k copies of each question in a row: copy j of question i is row i·k + j.
-        let repeated: Vec<&String> = questions
-            .iter()
-            .flat_map(|q| std::iter::repeat_n(q, k.get()))
-            .collect();
+        let repeated: Vec<&String> = questions.iter().flat_map(|q| std::iter::repeat_n(q, k.get())).collect();
         let sample = GenerationConfig::sample(cfg.max_new_tokens, cfg.temperature, cfg.seed).with_chat(true);
         for (row, g) in model.generate(&repeated, &sample)?.iter().enumerate() {
             let i = row / k;
