@@ -1,5 +1,5 @@
 //! Notebook 05 as a program: GRPO on `math_ja` with a correctness-only reward (DeepSeek-R1) plus a format reward, on
-//! Gemma 3 270M (4-bit + LoRA). From the bare base, GRPO gets no reward and learns nothing (the LoRA B stays zero);
+//! Gemma 3 270M (4-bit + LoRA). From the bare base, GRPO gets almost no reward and learns next to nothing;
 //! after a short SFT on worked solutions of 64 training problems (the cold start) it trains on the others of
 //! difficulty 2–4. On `math_ja/dev`: greedy accuracy and pass@1 from 4 samples per problem (R1's measure) before and
 //! after each stage, the paired difference of pass@1, and the lecture's 猫 problem.
@@ -96,8 +96,8 @@ fn main() -> anyhow::Result<()> {
     let base = solve_math(&model, &dev_questions, &dev_answers, &greedy_only)?;
     println!("base model, dev greedy accuracy: {}", rate(&base.greedy_right));
 
-    // Cold start: GRPO from the bare base. No completion is right, every group has zero reward std, so every
-    // advantage and gradient is zero and the adapter does not move.
+    // Cold start: GRPO from the bare base. Almost no completion is right, nearly every group has zero reward std, so
+    // nearly every advantage and gradient is zero and the adapter barely moves.
     let cold = grpo_trainer_from_rows(
         &model,
         &adapter,
