@@ -8,15 +8,16 @@
 //! - length blow-up against a reference answer.
 use std::collections::HashSet;
 
-/// Latin letters (ASCII or full-width) among the letters of `s` (any script; kana and kanji count as letters), 0–1.
-/// 0 for text without letters.
+use crate::data::text::japanese_ratio;
+
+/// Letters of `s` that are not Japanese (kana, kanji), 0–1: in a Japanese answer, English. The complement of
+/// [`japanese_ratio`], the measure `kit data check` judges English by, so both say the same of a text. 0 for text
+/// without letters.
 pub fn english_ratio(s: &str) -> f64 {
-    let latin = |c: char| c.is_ascii_alphabetic() || matches!(c, 'Ａ'..='Ｚ' | 'ａ'..='ｚ');
-    let letters = s.chars().filter(|c| c.is_alphabetic()).count();
-    if letters == 0 {
+    if !s.chars().any(char::is_alphabetic) {
         return 0.0;
     }
-    s.chars().filter(|&c| latin(c)).count() as f64 / letters as f64
+    1.0 - japanese_ratio(s)
 }
 
 /// Characters that separate the items of a list: 「古本屋、絵本、読み聞かせ」, `A, B / C`, bullets.
@@ -29,14 +30,13 @@ fn is_list_separator(c: char) -> bool {
 /// 「古本屋は絵本が多く、読み聞かせもある。」 uses them in a sentence (0.0). 0 when no keyword occurs.
 pub fn keyword_listing(s: &str, keywords: &[String]) -> f64 {
     let keywords: Vec<&str> = keywords.iter().map(|k| k.trim()).filter(|k| !k.is_empty()).collect();
-    let segments: Vec<&str> = s.split(['。', '！', '？', '!', '?', '\n']).collect();
+    // Longest first, so that a keyword inside another is not removed from it.
+    let mut by_length = keywords.clone();
+    by_length.sort_by_key(|k| std::cmp::Reverse(k.chars().count()));
     let is_list = |seg: &str| {
         let mut rest = seg.to_string();
-        // Longest first, so that a keyword inside another is not removed from it.
-        let mut by_length = keywords.clone();
-        by_length.sort_by_key(|k| std::cmp::Reverse(k.chars().count()));
         let mut found = false;
-        for k in by_length {
+        for k in &by_length {
             if rest.contains(k) {
                 found = true;
                 rest = rest.replace(k, " ");
@@ -44,15 +44,20 @@ pub fn keyword_listing(s: &str, keywords: &[String]) -> f64 {
         }
         found && rest.chars().all(is_list_separator)
     };
+    // (segment, whether it is a list), each segment judged once.
+    let segments: Vec<(&str, bool)> = s
+        .split(['。', '！', '？', '!', '?', '\n'])
+        .map(|seg| (seg, is_list(seg)))
+        .collect();
     let mut present = 0;
     let mut listed = 0;
     for k in &keywords {
-        let holding: Vec<&&str> = segments.iter().filter(|seg| seg.contains(k)).collect();
-        if holding.is_empty() {
+        let mut holding = segments.iter().filter(|(seg, _)| seg.contains(k)).peekable();
+        if holding.peek().is_none() {
             continue;
         }
         present += 1;
-        if holding.iter().all(|seg| is_list(seg)) {
+        if holding.all(|&(_, list)| list) {
             listed += 1;
         }
     }

@@ -101,7 +101,7 @@ const SHOWN: [&str; 6] = [
     "rewards/accuracies",
     "rewards/margins",
     "reward",
-    "kl",
+    keys::KL,
     "mean_token_accuracy",
 ];
 

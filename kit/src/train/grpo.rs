@@ -512,7 +512,7 @@ impl Objective for Grpo {
         vec![
             ("loss", "GRPO loss", vec![keys::LOSS]),
             ("reward", "GRPO reward", vec!["reward", "reward_std", "eval_reward"]),
-            ("kl", "KL to the reference", vec!["kl"]),
+            ("kl", "KL to the reference", vec![keys::KL]),
         ]
     }
 }
