@@ -202,7 +202,7 @@ fn report(out: &TrainOutput, output_dir: &Path) {
         last.map(|m| format!(", last logged loss {:.4}", m[keys::LOSS]))
             .unwrap_or_default()
     );
-    if let Some(e) = out.log_history.iter().rev().find(|m| m.contains_key("eval_loss")) {
+    if let Some(e) = out.log_history.iter().rev().find(|m| m.contains_key(keys::EVAL_LOSS)) {
         let items: Vec<String> = e
             .iter()
             .filter(|(k, _)| keys::is_eval(k))

@@ -9,8 +9,8 @@ use crate::{Error, Result};
 /// Metric name → value, in a stable order (one logged line).
 pub type Metrics = BTreeMap<String, f64>;
 
-/// The keys the training loop itself logs, spelled as transformers / TRL spell them (an objective's own metrics —
-/// `rewards/accuracies`, `kl`, … — are named where they are computed).
+/// The keys a run logs, spelled as transformers / TRL spell them: the loop's own here, each objective's in its
+/// submodule ([`keys::dpo`], [`keys::grpo`], [`keys::reward_model`]).
 pub mod keys {
     pub const STEP: &str = "step";
     pub const LOSS: &str = "loss";
@@ -20,6 +20,10 @@ pub mod keys {
     pub const NUM_TOKENS: &str = "num_tokens";
     /// Per-token KL to the reference (GRPO with beta > 0), TRL's `kl`.
     pub const KL: &str = "kl";
+    /// Mean entropy (nats) of the next-token distribution over the scored tokens.
+    pub const ENTROPY: &str = "entropy";
+    /// Share of scored tokens whose most likely next token is the target (SFT; DPO on the chosen answers).
+    pub const MEAN_TOKEN_ACCURACY: &str = "mean_token_accuracy";
     /// What an evaluation on the held-out split puts before each metric's name (`eval_loss`).
     pub const EVAL_PREFIX: &str = "eval_";
     pub const EVAL_LOSS: &str = "eval_loss";
@@ -32,6 +36,64 @@ pub mod keys {
     /// Whether `key` is a held-out metric.
     pub fn is_eval(key: &str) -> bool {
         key.starts_with(EVAL_PREFIX)
+    }
+
+    /// DPO's metrics, TRL's `DPOTrainer` spellings. A reward is β · (policy − reference) log-probability of an answer.
+    pub mod dpo {
+        pub const REWARDS_CHOSEN: &str = "rewards/chosen";
+        pub const REWARDS_REJECTED: &str = "rewards/rejected";
+        /// Share of pairs whose chosen answer has the higher implicit reward.
+        pub const REWARDS_ACCURACIES: &str = "rewards/accuracies";
+        pub const REWARDS_MARGINS: &str = "rewards/margins";
+        pub const LOGPS_CHOSEN: &str = "logps/chosen";
+        pub const LOGPS_REJECTED: &str = "logps/rejected";
+        pub const LOGITS_CHOSEN: &str = "logits/chosen";
+        pub const LOGITS_REJECTED: &str = "logits/rejected";
+    }
+
+    /// GRPO's metrics, TRL's `GRPOTrainer` spellings.
+    pub mod grpo {
+        /// Mean total reward of the step's completions.
+        pub const REWARD: &str = "reward";
+        pub const REWARD_STD: &str = "reward_std";
+        /// Share of groups whose rewards are all equal (no advantage, no signal).
+        pub const FRAC_REWARD_ZERO_STD: &str = "frac_reward_zero_std";
+        pub const COMPLETIONS_MEAN_LENGTH: &str = "completions/mean_length";
+        pub const COMPLETIONS_MIN_LENGTH: &str = "completions/min_length";
+        pub const COMPLETIONS_MAX_LENGTH: &str = "completions/max_length";
+        /// Share of completions cut at `max_completion_length`.
+        pub const COMPLETIONS_CLIPPED_RATIO: &str = "completions/clipped_ratio";
+        pub const CLIP_RATIO_LOW_MEAN: &str = "clip_ratio/low_mean";
+        pub const CLIP_RATIO_HIGH_MEAN: &str = "clip_ratio/high_mean";
+        pub const CLIP_RATIO_LOW_MIN: &str = "clip_ratio/low_min";
+        pub const CLIP_RATIO_HIGH_MAX: &str = "clip_ratio/high_max";
+        pub const CLIP_RATIO_REGION_MEAN: &str = "clip_ratio/region_mean";
+        /// Every clip-ratio key, in the order above.
+        pub const CLIP_RATIOS: [&str; 5] = [
+            CLIP_RATIO_LOW_MEAN,
+            CLIP_RATIO_HIGH_MEAN,
+            CLIP_RATIO_LOW_MIN,
+            CLIP_RATIO_HIGH_MAX,
+            CLIP_RATIO_REGION_MEAN,
+        ];
+
+        /// The mean of one reward function's values (`rewards/{name}/mean`).
+        pub fn reward_mean(name: &str) -> String {
+            format!("rewards/{name}/mean")
+        }
+
+        /// The standard deviation of one reward function's values (`rewards/{name}/std`).
+        pub fn reward_std(name: &str) -> String {
+            format!("rewards/{name}/std")
+        }
+    }
+
+    /// A Bradley–Terry reward model's metrics, TRL's `RewardTrainer` spellings.
+    pub mod reward_model {
+        /// Share of pairs whose chosen answer scores higher.
+        pub const ACCURACY: &str = "accuracy";
+        /// Mean score of the chosen answer minus the rejected one's.
+        pub const MARGIN: &str = "margin";
     }
 }
 

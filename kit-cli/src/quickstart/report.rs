@@ -2,6 +2,7 @@
 use std::fmt::Write as _;
 
 use kit::eval::{win_rate, GroupAccuracy};
+use kit::metrics::keys;
 use kit::notebook::Table;
 use kit::train::TrainOutput;
 
@@ -61,7 +62,7 @@ impl QuickstartReport {
     pub fn outcome_table(&self) -> Table {
         let n = self.held_out.len();
         let mut t = Table::new(&["held-out measure", "before", "after SFT", "after DPO", "target"]);
-        let (l0, l1) = (first(&self.sft, "eval_loss"), last(&self.sft, "eval_loss"));
+        let (l0, l1) = (first(&self.sft, keys::EVAL_LOSS), last(&self.sft, keys::EVAL_LOSS));
         let drop = match (l0, l1) {
             (Some(a), Some(b)) if a > 0.0 => format!(" ({:+.0}%)", 100.0 * (b - a) / a),
             _ => String::new(),
@@ -88,7 +89,7 @@ impl QuickstartReport {
             "-".into(),
             // Policy = reference before the first step: the loss is ln 2 exactly (not measured).
             format!("{:.3} (ln 2)", std::f64::consts::LN_2),
-            num(last(&self.dpo, "eval_loss")),
+            num(last(&self.dpo, keys::EVAL_LOSS)),
             format!("< ln 2 = {:.3}", std::f64::consts::LN_2),
         ]);
         let all = self.dpo_by_flaw.last();

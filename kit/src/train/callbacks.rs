@@ -69,7 +69,7 @@ pub trait TrainerCallback {
 }
 
 /// A chart worth drawing from a run's metrics: file stem, title, metric keys (see [`super::Objective::plots`]).
-pub type PlotSpec = (&'static str, &'static str, Vec<&'static str>);
+pub type PlotSpec = (&'static str, &'static str, Vec<String>);
 
 /// Saves the run's charts when it ends, each as `<stem>.svg` and `<stem>.png` in the output folder the trainer had
 /// when it was built: by default the objective's [`super::Objective::plots`] (loss; DPO's rewards; GRPO's reward,
@@ -83,7 +83,8 @@ pub struct SavePlots {
 impl TrainerCallback for SavePlots {
     fn on_train_end(&mut self, _: &TrainerState, log_history: &[Metrics]) -> Result<()> {
         for (stem, title, keys) in &self.plots {
-            crate::plot::save_metrics_plot(log_history, keys, title, &self.dir.join(format!("{stem}.svg")))?;
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            crate::plot::save_metrics_plot(log_history, &keys, title, &self.dir.join(format!("{stem}.svg")))?;
         }
         Ok(())
     }
@@ -98,11 +99,11 @@ pub struct PrintProgress;
 /// Keys shown in a progress line, in this order, when present.
 const SHOWN: [&str; 6] = [
     keys::LOSS,
-    "rewards/accuracies",
-    "rewards/margins",
-    "reward",
+    keys::dpo::REWARDS_ACCURACIES,
+    keys::dpo::REWARDS_MARGINS,
+    keys::grpo::REWARD,
     keys::KL,
-    "mean_token_accuracy",
+    keys::MEAN_TOKEN_ACCURACY,
 ];
 
 /// `step 10/60  loss 1.2345  kl 0.0123` for a training line, the `eval_*` values for an evaluation line.

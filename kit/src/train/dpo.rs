@@ -24,6 +24,7 @@ use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch}
 use crate::lora::Adapter;
 use crate::loss::log_sigmoid;
 use crate::metrics::keys;
+use crate::metrics::keys::dpo as dpo_keys;
 use crate::model::Model;
 use crate::{Error, Result};
 
@@ -138,15 +139,18 @@ pub fn dpo_loss(
     let rejected_rewards = (rejected_ratio.detach() * beta)?;
     let mean = |t: &Tensor| -> Result<f64> { Ok(t.mean_all()?.to_scalar::<f32>()? as f64) };
     let mut m = Metrics::new();
-    m.insert("rewards/chosen".into(), mean(&chosen_rewards)?);
-    m.insert("rewards/rejected".into(), mean(&rejected_rewards)?);
+    m.insert(dpo_keys::REWARDS_CHOSEN.into(), mean(&chosen_rewards)?);
+    m.insert(dpo_keys::REWARDS_REJECTED.into(), mean(&rejected_rewards)?);
     m.insert(
-        "rewards/accuracies".into(),
+        dpo_keys::REWARDS_ACCURACIES.into(),
         mean(&chosen_rewards.gt(&rejected_rewards)?.to_dtype(DType::F32)?)?,
     );
-    m.insert("rewards/margins".into(), mean(&(&chosen_rewards - &rejected_rewards)?)?);
-    m.insert("logps/chosen".into(), mean(&policy_chosen.detach())?);
-    m.insert("logps/rejected".into(), mean(&policy_rejected.detach())?);
+    m.insert(
+        dpo_keys::REWARDS_MARGINS.into(),
+        mean(&(&chosen_rewards - &rejected_rewards)?)?,
+    );
+    m.insert(dpo_keys::LOGPS_CHOSEN.into(), mean(&policy_chosen.detach())?);
+    m.insert(dpo_keys::LOGPS_REJECTED.into(), mean(&policy_rejected.detach())?);
     Ok((loss, m))
 }
 
@@ -294,12 +298,12 @@ impl Objective for Dpo {
         }
         let chosen = logit_stats(&scores, 0..n)?;
         let rejected = logit_stats(&scores, n..2 * n)?;
-        metrics.insert("logits/chosen".into(), chosen.mean_logit);
-        metrics.insert("logits/rejected".into(), rejected.mean_logit);
-        metrics.insert("mean_token_accuracy".into(), chosen.accuracy);
+        metrics.insert(dpo_keys::LOGITS_CHOSEN.into(), chosen.mean_logit);
+        metrics.insert(dpo_keys::LOGITS_REJECTED.into(), rejected.mean_logit);
+        metrics.insert(keys::MEAN_TOKEN_ACCURACY.into(), chosen.accuracy);
         let all = (chosen.entropy * chosen.count + rejected.entropy * rejected.count)
             / (chosen.count + rejected.count).max(1.0);
-        metrics.insert("entropy".into(), all);
+        metrics.insert(keys::ENTROPY.into(), all);
         Ok(StepOutput {
             loss,
             metrics,
@@ -308,27 +312,19 @@ impl Objective for Dpo {
     }
 
     fn plots(&self) -> Vec<PlotSpec> {
+        let rewards = [
+            dpo_keys::REWARDS_CHOSEN,
+            dpo_keys::REWARDS_REJECTED,
+            dpo_keys::REWARDS_MARGINS,
+            dpo_keys::REWARDS_ACCURACIES,
+        ];
         vec![
-            ("loss", "DPO loss", vec![keys::LOSS, keys::EVAL_LOSS]),
-            (
-                "rewards",
-                "DPO implicit rewards",
-                vec![
-                    "rewards/chosen",
-                    "rewards/rejected",
-                    "rewards/margins",
-                    "rewards/accuracies",
-                ],
-            ),
+            ("loss", "DPO loss", vec![keys::LOSS.into(), keys::EVAL_LOSS.into()]),
+            ("rewards", "DPO implicit rewards", rewards.map(String::from).to_vec()),
             (
                 "eval_rewards",
                 "DPO implicit rewards (held out)",
-                vec![
-                    "eval_rewards/chosen",
-                    "eval_rewards/rejected",
-                    "eval_rewards/margins",
-                    "eval_rewards/accuracies",
-                ],
+                rewards.map(keys::eval).to_vec(),
             ),
         ]
     }

@@ -25,6 +25,7 @@ use crate::generate::{FinishReason, GenerationConfig};
 use crate::logps::{collate, logit_stats, token_scores_at};
 use crate::lora::Adapter;
 use crate::metrics::keys;
+use crate::metrics::keys::grpo as grpo_keys;
 use crate::model::Model;
 use crate::rewards::{RewardFunction, RewardInput};
 use crate::sampling::SamplingParams;
@@ -113,12 +114,12 @@ pub fn advantages(
     let mut m = Metrics::new();
     for (i, name) in names.iter().enumerate() {
         let col: Vec<f64> = rewards_per_func.iter().map(|r| r[i]).collect();
-        m.insert(format!("rewards/{name}/mean"), nan_mean(&col));
-        m.insert(format!("rewards/{name}/std"), nan_std(&col));
+        m.insert(grpo_keys::reward_mean(name), nan_mean(&col));
+        m.insert(grpo_keys::reward_std(name), nan_std(&col));
     }
-    m.insert("reward".into(), nan_mean(&rewards));
-    m.insert("reward_std".into(), nan_std(&rewards));
-    m.insert("frac_reward_zero_std".into(), zero_std as f64 / n as f64);
+    m.insert(grpo_keys::REWARD.into(), nan_mean(&rewards));
+    m.insert(grpo_keys::REWARD_STD.into(), nan_std(&rewards));
+    m.insert(grpo_keys::FRAC_REWARD_ZERO_STD.into(), zero_std as f64 / n as f64);
     Ok((adv, m))
 }
 
@@ -179,8 +180,8 @@ pub fn grpo_loss(
         .gt(1.0 + eps_high)?
         .to_dtype(DType::F32)?
         .broadcast_mul(&a.gt(0f32)?.to_dtype(DType::F32)?)?;
-    m.insert("clip_ratio/low_mean".into(), masked_mean(&low)?);
-    m.insert("clip_ratio/high_mean".into(), masked_mean(&high)?);
+    m.insert(grpo_keys::CLIP_RATIO_LOW_MEAN.into(), masked_mean(&low)?);
+    m.insert(grpo_keys::CLIP_RATIO_HIGH_MEAN.into(), masked_mean(&high)?);
     // TRL's extremes are over completions: each completion's share of clipped tokens, the smallest low share and
     // the largest high share (completions with no unmasked token left out, as nanmin/nanmax do).
     let counts = mask.sum(1)?.to_vec1::<f32>()?;
@@ -196,15 +197,15 @@ pub fn grpo_loss(
     let lows = per_row(&low)?;
     let highs = per_row(&high)?;
     m.insert(
-        "clip_ratio/low_min".into(),
+        grpo_keys::CLIP_RATIO_LOW_MIN.into(),
         lows.iter().cloned().reduce(f64::min).unwrap_or(0.0),
     );
     m.insert(
-        "clip_ratio/high_max".into(),
+        grpo_keys::CLIP_RATIO_HIGH_MAX.into(),
         highs.iter().cloned().reduce(f64::max).unwrap_or(0.0),
     );
     m.insert(
-        "clip_ratio/region_mean".into(),
+        grpo_keys::CLIP_RATIO_REGION_MEAN.into(),
         masked_mean(&(&low + &high)?.clamp(0f32, 1f32)?)?,
     );
     Ok((loss, m))
@@ -372,16 +373,19 @@ impl Grpo {
             seqs.push(t);
         }
         let n = lengths.len() as f64;
-        metrics.insert("completions/mean_length".into(), lengths.iter().sum::<f64>() / n);
         metrics.insert(
-            "completions/min_length".into(),
+            grpo_keys::COMPLETIONS_MEAN_LENGTH.into(),
+            lengths.iter().sum::<f64>() / n,
+        );
+        metrics.insert(
+            grpo_keys::COMPLETIONS_MIN_LENGTH.into(),
             lengths.iter().cloned().fold(f64::MAX, f64::min),
         );
         metrics.insert(
-            "completions/max_length".into(),
+            grpo_keys::COMPLETIONS_MAX_LENGTH.into(),
             lengths.iter().cloned().fold(0.0, f64::max),
         );
-        metrics.insert("completions/clipped_ratio".into(), truncated as f64 / n);
+        metrics.insert(grpo_keys::COMPLETIONS_CLIPPED_RATIO.into(), truncated as f64 / n);
         Ok(Rollout {
             seqs,
             advantages: adv.iter().map(|&a| a as f32).collect(),
@@ -510,9 +514,17 @@ impl Objective for Grpo {
 
     fn plots(&self) -> Vec<PlotSpec> {
         vec![
-            ("loss", "GRPO loss", vec![keys::LOSS]),
-            ("reward", "GRPO reward", vec!["reward", "reward_std", "eval_reward"]),
-            ("kl", "KL to the reference", vec![keys::KL]),
+            ("loss", "GRPO loss", vec![keys::LOSS.into()]),
+            (
+                "reward",
+                "GRPO reward",
+                vec![
+                    grpo_keys::REWARD.into(),
+                    grpo_keys::REWARD_STD.into(),
+                    keys::eval(grpo_keys::REWARD),
+                ],
+            ),
+            ("kl", "KL to the reference", vec![keys::KL.into()]),
         ]
     }
 }
@@ -535,8 +547,8 @@ impl Grpo {
             let mut metrics = r.metrics.clone();
             if !nothing_scored {
                 // No advantage has a sign, so no token is clipped.
-                for k in ["low_mean", "high_mean", "low_min", "high_max", "region_mean"] {
-                    metrics.insert(format!("clip_ratio/{k}"), 0.0);
+                for k in grpo_keys::CLIP_RATIOS {
+                    metrics.insert(k.into(), 0.0);
                 }
             }
             return Ok(StepOutput {
@@ -570,7 +582,7 @@ impl Grpo {
             tokens_in_step,
         )?;
         let stats = logit_stats(&scores, 0..r.seqs.len())?;
-        metrics.insert("entropy".into(), stats.entropy);
+        metrics.insert(keys::ENTROPY.into(), stats.entropy);
         metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
         Ok(StepOutput {
             loss,

@@ -120,7 +120,7 @@ pub trait Objective {
     /// Charts worth drawing from the metrics: (file stem, title, metric keys).
     fn plots(&self) -> Vec<PlotSpec> {
         use crate::metrics::keys;
-        vec![("loss", "training loss", vec![keys::LOSS, keys::EVAL_LOSS])]
+        vec![("loss", "training loss", vec![keys::LOSS.into(), keys::EVAL_LOSS.into()])]
     }
 }
 

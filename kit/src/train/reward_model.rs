@@ -18,6 +18,7 @@ use crate::data::{load_preference, Loaded, Origin, PreferenceRow, Turns};
 use crate::logps::{collate, SeqBatch};
 use crate::lora::Adapter;
 use crate::metrics::keys;
+use crate::metrics::keys::reward_model as rm_keys;
 use crate::model::{LoadOptions, Model};
 use crate::rewards::{RewardFunction, RewardInput};
 use crate::{Error, Result};
@@ -76,8 +77,11 @@ pub fn reward_loss(
     let all = Tensor::cat(&[&c, &r], 0)?;
     let s = |t: Tensor| -> Result<f64> { Ok(t.to_scalar::<f32>()? as f64) };
     let mut m = Metrics::new();
-    m.insert("accuracy".into(), s(c.gt(&r)?.to_dtype(DType::F32)?.mean_all()?)?);
-    m.insert("margin".into(), s((&c - &r)?.mean_all()?)?);
+    m.insert(
+        rm_keys::ACCURACY.into(),
+        s(c.gt(&r)?.to_dtype(DType::F32)?.mean_all()?)?,
+    );
+    m.insert(rm_keys::MARGIN.into(), s((&c - &r)?.mean_all()?)?);
     m.insert("min_reward".into(), s(all.min_all()?)?);
     m.insert("mean_reward".into(), s(all.mean_all()?)?);
     m.insert("max_reward".into(), s(all.max_all()?)?);
@@ -233,8 +237,16 @@ impl Objective for RewardTraining {
 
     fn plots(&self) -> Vec<PlotSpec> {
         vec![
-            ("loss", "reward model loss", vec![keys::LOSS, keys::EVAL_LOSS]),
-            ("accuracy", "reward model accuracy", vec!["accuracy", "eval_accuracy"]),
+            (
+                "loss",
+                "reward model loss",
+                vec![keys::LOSS.into(), keys::EVAL_LOSS.into()],
+            ),
+            (
+                "accuracy",
+                "reward model accuracy",
+                vec![rm_keys::ACCURACY.into(), keys::eval(rm_keys::ACCURACY)],
+            ),
         ]
     }
 }

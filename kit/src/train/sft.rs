@@ -13,6 +13,7 @@ use crate::data::tokenize::{tokenize_sft, Tokenized, TruncationMode};
 use crate::data::{load_sft, Loaded, Origin, SftRow};
 use crate::logps::{collate, logit_stats, token_scores};
 use crate::lora::Adapter;
+use crate::metrics::keys;
 use crate::model::Model;
 use crate::{Error, Result};
 
@@ -95,8 +96,8 @@ impl Objective for Sft {
         let b = batch.lengths.len();
         let stats = logit_stats(&scores, 0..b)?;
         let mut metrics = Metrics::new();
-        metrics.insert("mean_token_accuracy".into(), stats.accuracy);
-        metrics.insert("entropy".into(), stats.entropy);
+        metrics.insert(keys::MEAN_TOKEN_ACCURACY.into(), stats.accuracy);
+        metrics.insert(keys::ENTROPY.into(), stats.entropy);
         Ok(StepOutput {
             loss,
             metrics,
