@@ -53,13 +53,13 @@ pub mod prelude {
         Origin, PairPreview, Preview, PromptRow, SftPreview, SftRow, Turns,
     };
     pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
-    pub use crate::eval::{accuracy_by_group, accuracy_table, chrf, wilson_interval, GroupAccuracy};
+    pub use crate::eval::{accuracy_by_group, chrf, wilson_interval, GroupAccuracy};
     pub use crate::eval::{hack_signs, paired_difference, solve_math, HackSigns, MeanDifference, SolveConfig, Solved};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
     pub use crate::lora::{merge as merge_adapter, Adapter, LoraConfig, TargetModules};
     pub use crate::memory::{MemoryPlan, ModelShape};
     pub use crate::model::{LoadOptions, Model, ModelConfig};
-    pub use crate::notebook::{Chart, Table};
+    pub use crate::notebook::{accuracy_table, Chart, Table};
     pub use crate::rewards::{
         exact_answer_reward, format_reward, japanese_ratio_reward, length_reward, reward_fn, RewardFunction,
         RewardInput,

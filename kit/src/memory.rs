@@ -6,7 +6,6 @@
 //!   (16 bytes);
 //! - activations: batch × sequence × hidden × layers × `bytes_per_activation` × 16 (the tensors one decoder layer
 //!   keeps for the backward, as a round factor); with a vocabulary V the logits add batch × sequence × V × 4 × 2.
-use crate::notebook::Table;
 
 /// One model's memory plan, in GiB.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,21 +58,6 @@ impl MemoryPlan {
         .into_iter()
         .map(|(n, s)| MemoryPlan::new(n, s, 4.5, 4, 512, 2.0))
         .collect()
-    }
-
-    /// The plans as a table (GiB).
-    pub fn table(plans: &[MemoryPlan]) -> Table {
-        let mut t = Table::new(&["model", "base (4-bit)", "LoRA + AdamW", "activations", "total GiB"]);
-        for p in plans {
-            t.push(&[
-                p.name.clone(),
-                format!("{:.2}", p.base_gib),
-                format!("{:.2}", p.lora_gib),
-                format!("{:.2}", p.activations_gib),
-                format!("{:.2}", p.total_gib()),
-            ]);
-        }
-        t
     }
 }
 

@@ -3,8 +3,6 @@
 //! process has used so far ([`peak_memory_gib`]) and uses now ([`current_memory_gib`]).
 use std::process::Command;
 
-use crate::notebook::Table;
-
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// One GPU as `nvidia-smi` reports it.
@@ -59,38 +57,6 @@ impl Machine {
             rustc: command_line("rustc", &["--version"]),
             cuda_built: cfg!(feature = "cuda"),
         }
-    }
-
-    /// The machine as a two-column table.
-    pub fn table(&self) -> Table {
-        let mut t = Table::new(&["item", "value"]);
-        t.push(&["OS".to_string(), format!("{} ({})", self.os, self.arch)]);
-        t.push(&["CPU threads".to_string(), self.cpu_threads.to_string()]);
-        t.push(&[
-            "RAM".to_string(),
-            format!(
-                "{:.1} GiB total, {:.1} GiB available",
-                self.ram_total_gib, self.ram_available_gib
-            ),
-        ]);
-        if self.gpus.is_empty() {
-            t.push(&["GPU", "none found (nvidia-smi)"]);
-        }
-        for (i, g) in self.gpus.iter().enumerate() {
-            t.push(&[
-                format!("GPU {i}"),
-                format!("{}: {:.1} GiB VRAM, {:.1} GiB in use", g.name, g.total_gib, g.used_gib),
-            ]);
-        }
-        t.push(&[
-            "kit".to_string(),
-            format!("{} (cuda feature: {})", self.kit_version, self.cuda_built),
-        ]);
-        t.push(&[
-            "rustc".to_string(),
-            self.rustc.clone().unwrap_or_else(|| "not on PATH".into()),
-        ]);
-        t
     }
 }
 

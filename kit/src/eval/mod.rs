@@ -11,5 +11,5 @@ pub use answers::{answer_held_out, Answers, HeldOut, Laps};
 pub use chrf::chrf;
 pub use hacks::{english_ratio, hack_signs, keyword_listing, repetition, HackSigns};
 pub use math::{solve_math, SolveConfig, Solved};
-pub use stats::{accuracy_by_group, accuracy_table, wilson_interval, win_rate, GroupAccuracy, WinRate};
+pub use stats::{accuracy_by_group, wilson_interval, win_rate, GroupAccuracy, WinRate};
 pub use stats::{paired_difference, MeanDifference};

@@ -63,30 +63,6 @@ pub fn accuracy_by_group(groups: &[String], correct: &[bool]) -> Vec<GroupAccura
     rows
 }
 
-/// Accuracies per group side by side, one column per system (e.g. DPO and a length-only baseline), each cell
-/// "correct/total = accuracy [95% Wilson interval]". The columns must list the same groups in the same order
-/// (as [`accuracy_by_group`] gives for the same `groups`); `group_header` names the first column.
-pub fn accuracy_table(group_header: &str, columns: &[(&str, &[GroupAccuracy])]) -> crate::notebook::Table {
-    let mut headers = vec![group_header.to_string(), "n".to_string()];
-    headers.extend(columns.iter().map(|(name, _)| name.to_string()));
-    let mut t = crate::notebook::Table::new(&headers);
-    let rows = columns.first().map_or(0, |(_, c)| c.len());
-    for i in 0..rows {
-        let first = &columns[0].1[i];
-        let mut cells = vec![first.group.clone(), first.total.to_string()];
-        for (_, c) in columns {
-            cells.push(c.get(i).map_or("-".to_string(), |g| {
-                format!(
-                    "{}/{} = {:.2} [{:.2}, {:.2}]",
-                    g.correct, g.total, g.accuracy, g.low, g.high
-                )
-            }));
-        }
-        t.push(&cells);
-    }
-    t
-}
-
 /// How often system A beat system B on paired scores (a tie counts half, as in pairwise judging).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WinRate {
@@ -158,22 +134,6 @@ pub fn paired_difference(before: &[f64], after: &[f64]) -> MeanDifference {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accuracy_table_puts_systems_side_by_side_with_counts_and_intervals() {
-        let groups: Vec<String> = ["a", "a", "b", "a"].iter().map(|s| s.to_string()).collect();
-        let x = accuracy_by_group(&groups, &[true, true, false, false]);
-        let y = accuracy_by_group(&groups, &[false, false, true, true]);
-        let md = accuracy_table("flaw", &[("x", &x), ("y", &y)]).to_markdown();
-        let (lo, hi) = wilson_interval(2, 3);
-        let expected = format!(
-            "| flaw | n | x | y |\n|---|---|---|---|\n| a | 3 | 2/3 = 0.67 [{lo:.2}, {hi:.2}] | 1/3 = 0.33 [{:.2}, {:.2}] |\n",
-            wilson_interval(1, 3).0,
-            wilson_interval(1, 3).1
-        );
-        assert!(md.starts_with(&expected), "{md}");
-        assert!(md.contains("| all | 4 | 2/4 = 0.50"), "{md}");
-    }
 
     #[test]
     fn wilson_matches_the_closed_form_on_known_values() {

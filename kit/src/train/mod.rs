@@ -144,17 +144,6 @@ impl TrainOutput {
     pub fn series(&self, key: &str) -> Vec<(f64, f64)> {
         crate::metrics::series(&self.log_history, key)
     }
-
-    /// A chart of `keys` over this run (e.g. `["loss", "eval_loss"]`), shown inline when a notebook cell ends with it;
-    /// its title is the keys. Accuracies get their own 0–1 axis.
-    pub fn plot(&self, keys: &[&str]) -> Result<crate::notebook::Chart> {
-        self.plot_titled(keys, &keys.join(", "))
-    }
-
-    /// [`TrainOutput::plot`] with a title of your own (e.g. in Japanese: `"DPO の暗黙の報酬"`).
-    pub fn plot_titled(&self, keys: &[&str], title: &str) -> Result<crate::notebook::Chart> {
-        crate::notebook::Chart::metrics(&self.log_history, keys, title)
-    }
 }
 
 /// The weight of one micro-batch's loss in its optimizer step. A loss normalised by the step's total item count

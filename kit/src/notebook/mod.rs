@@ -12,6 +12,9 @@ use crate::Result;
 
 pub use crate::smoke::{smoke_mode, smoke_take, SMOKE_ENV};
 
+mod tables;
+pub use tables::accuracy_table;
+
 /// Send `content` of MIME type `mime` to the notebook (evcxr's protocol: marked blocks on stdout).
 pub fn display(mime: &str, content: &str) {
     println!("EVCXR_BEGIN_CONTENT {mime}\n{content}\nEVCXR_END_CONTENT");
