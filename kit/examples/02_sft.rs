@@ -1,12 +1,9 @@
 //! Notebook 02 as a program: cold-start LoRA SFT of the Gemma 3 270M base model on `sft_ja` (loss on the responses
-//! only), the held-out loss before and after, and how many held-out questions get an answer that ends with the
-//! end-of-turn token. The adapter lands in outputs/02_sft, where `03_dpo` starts from it.
+//! only), the held-out loss before and after, how many held-out questions get an answer that ends with the
+//! end-of-turn token, and the answers' chrF against the preferred ones. The adapter lands in outputs/02_sft, where
+//! `03_dpo` starts from it.
 //! Run from the repository root: `cargo run --release --example 02_sft`.
 use kit::prelude::*;
-
-fn ended(gs: &[Generation]) -> usize {
-    gs.iter().filter(|g| g.finish_reason == FinishReason::Eos).count()
-}
 
 fn main() -> anyhow::Result<()> {
     // On a T4 (build with --features cuda), change this one line to a 0.5B–3B model, e.g. "Qwen/Qwen2.5-0.5B".
@@ -19,11 +16,12 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
 
-    // Held-out questions: the prompts of pref_ja/dev. Greedy, no repetition penalty (it would also push down the
-    // end-of-turn token and hide whether the model learned to stop).
-    let questions = read_column("datasets/pref_ja/dev.jsonl", "prompt")?;
-    let gen_cfg = GenerationConfig::greedy(96).with_chat(true);
-    let before = model.generate(&questions, &gen_cfg)?;
+    // Held-out questions: the prompts of pref_ja/dev, with their preferred answers as references. Greedy, no
+    // repetition penalty (it would also push down the end-of-turn token and hide whether the model learned to stop).
+    let dev_file = "datasets/pref_ja/dev.jsonl";
+    let held_out =
+        HeldOut::from_preference_rows(&load_preference(dev_file, false)?.rows, &read_column(dev_file, "flaw")?);
+    let before = answer_held_out(&model, &held_out, 96)?;
 
     let adapter = model.attach_lora(&LoraConfig {
         r: 16,
@@ -58,16 +56,18 @@ fn main() -> anyhow::Result<()> {
         100.0 * (l1 / l0 - 1.0)
     );
 
-    let after = model.generate(&questions, &gen_cfg)?;
-    let n = questions.len();
+    let after = answer_held_out(&model, &held_out, 96)?;
+    let n = held_out.len();
     println!(
-        "answers ending with end-of-turn: before {}/{n}, after SFT {}/{n}",
-        ended(&before),
-        ended(&after)
+        "answers ending with end-of-turn: before {}/{n}, after SFT {}/{n}; mean chrF {:.1} → {:.1}",
+        before.ended_count(),
+        after.ended_count(),
+        before.mean_chrf(),
+        after.mean_chrf()
     );
     let mut table = Table::new(&["質問", "SFT 前", "SFT 後"]);
-    for i in 0..4.min(n) {
-        table.push(&[questions[i].as_str(), before[i].text.trim(), after[i].text.trim()]);
+    for ((h, b), a) in held_out.iter().zip(&before.texts).zip(&after.texts).take(4) {
+        table.push(&[&h.prompt, b, a]);
     }
     println!("{table}");
     Ok(())

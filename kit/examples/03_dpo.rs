@@ -52,13 +52,10 @@ fn main() -> anyhow::Result<()> {
     for key in ["eval_loss", "eval_rewards/accuracies", "eval_rewards/margins"] {
         println!("{key}: {:?}", out.series(key));
     }
-    // Each dev pair's rewards at the last evaluation; the length-only baseline calls the shorter answer chosen.
-    let ranked: Vec<bool> = trainer.objective.eval_rewards.iter().map(|(c, r)| c > r).collect();
-    let shorter: Vec<bool> = trainer
-        .eval_data
-        .iter()
-        .map(|p| p.chosen.len() < p.rejected.len())
-        .collect();
+    // Whether each dev pair is ranked right (from the last evaluation); the length-only baseline calls the shorter
+    // answer chosen.
+    let ranked = trainer.held_out_ranking()?;
+    let shorter = trainer.held_out_length_baseline();
     let table = accuracy_table(
         "flaw",
         &[

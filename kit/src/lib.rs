@@ -31,6 +31,7 @@ pub mod notebook;
 pub mod plot;
 pub mod qgemv;
 pub mod quant;
+pub mod recipes;
 pub mod rewards;
 pub mod sampling;
 pub mod score;
@@ -54,6 +55,7 @@ pub mod prelude {
     };
     pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
     pub use crate::eval::{accuracy_by_group, chrf, wilson_interval, GroupAccuracy};
+    pub use crate::eval::{answer_held_out, Answers, HeldOut};
     pub use crate::eval::{hack_signs, paired_difference, solve_math, HackSigns, MeanDifference, SolveConfig, Solved};
     pub use crate::generate::{FinishReason, Generation, GenerationConfig};
     pub use crate::lora::{merge as merge_adapter, Adapter, LoraConfig, TargetModules};

@@ -372,6 +372,28 @@ impl ObjectiveConfig for DpoConfig {
     }
 }
 
+impl Trainer<'_, Dpo> {
+    /// Whether the policy ranks each held-out pair right (the chosen answer's implicit reward is the higher), in
+    /// `eval_data`'s order: from the latest evaluation when it scored every pair (no second pass), else scored now.
+    /// With the pairs' labels (e.g. their `flaw`), [`crate::eval::accuracy_by_group`] gives accuracy per kind.
+    pub fn held_out_ranking(&self) -> Result<Vec<bool>> {
+        let rewards = if self.objective.eval_rewards.len() == self.eval_data.len() {
+            self.objective.eval_rewards.clone()
+        } else {
+            let batch = self.args.per_device_eval_batch_size;
+            self.objective
+                .implicit_rewards(self.model, self.adapter, &self.eval_data, batch)?
+        };
+        Ok(rewards.iter().map(|(c, r)| c > r).collect())
+    }
+
+    /// The length-only baseline on the same pairs: "the shorter answer is the chosen one" is right or not, per pair
+    /// ([`PairExample::chosen_is_shorter`]). A preference a model learned should beat it.
+    pub fn held_out_length_baseline(&self) -> Vec<bool> {
+        self.eval_data.iter().map(PairExample::chosen_is_shorter).collect()
+    }
+}
+
 /// The DPO trainer for rows already loaded (e.g. a subset, or pairs turned into conversations): TRL's
 /// `DPOTrainer(model, args, train_dataset=…, eval_dataset=…)`; see [`Trainer::from_rows`].
 pub fn dpo_trainer_from_rows<'a>(

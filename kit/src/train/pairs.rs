@@ -16,6 +16,13 @@ pub struct PairExample {
     pub margin: Option<f32>,
 }
 
+impl PairExample {
+    /// Whether the chosen completion has fewer tokens than the rejected one (both share the prompt's tokens).
+    pub fn chosen_is_shorter(&self) -> bool {
+        self.chosen.len() < self.rejected.len()
+    }
+}
+
 /// How pairs are cut to length: each sequence (prompt + completion) to `max_length` tokens, from the side
 /// `truncation_mode` says; rows left without a completion token are an error, or dropped with `skip_invalid_rows`.
 #[derive(Debug, Clone, Copy)]

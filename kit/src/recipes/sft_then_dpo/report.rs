@@ -1,12 +1,11 @@
-//! The quickstart's outcome as tables: what changed on held-out data, against the targets the README states.
+//! The recipe's outcome as tables: what changed on held-out data, against the targets the README states for the
+//! main job.
 use std::fmt::Write as _;
 
-use kit::eval::{win_rate, GroupAccuracy};
-use kit::metrics::keys;
-use kit::notebook::Table;
-use kit::train::TrainOutput;
-
-use kit::eval::{Answers, HeldOut};
+use crate::eval::{win_rate, Answers, GroupAccuracy, HeldOut};
+use crate::metrics::keys;
+use crate::notebook::Table;
+use crate::train::TrainOutput;
 
 /// One phase's answers (before training, after SFT, after DPO).
 pub struct Phase {
@@ -14,8 +13,8 @@ pub struct Phase {
     pub answers: Answers,
 }
 
-/// What the quickstart did and measured.
-pub struct QuickstartReport {
+/// What the recipe did and measured.
+pub struct SftThenDpoReport {
     pub model: String,
     pub held_out: Vec<HeldOut>,
     pub phases: Vec<Phase>,
@@ -53,7 +52,7 @@ fn interval(g: &GroupAccuracy) -> String {
     )
 }
 
-impl QuickstartReport {
+impl SftThenDpoReport {
     fn phase(&self, i: usize) -> &Answers {
         &self.phases[i].answers
     }
@@ -152,7 +151,7 @@ the row's preferred answer: independent of both training losses. DPO accuracy: t
 preferred answer is higher (95% Wilson intervals); the length-only baseline picks the answer with fewer tokens.";
 
 /// The tables printed at the end of the run.
-pub fn summary_table(r: &QuickstartReport) -> String {
+pub fn summary_table(r: &SftThenDpoReport) -> String {
     format!(
         "== outcome ({})\n{}\n{}\n{}\n{SCORED_BY}\n",
         r.model,
@@ -163,7 +162,7 @@ pub fn summary_table(r: &QuickstartReport) -> String {
 }
 
 /// The run as Markdown: the tables, then each held-out prompt's three answers.
-pub fn summary_markdown(r: &QuickstartReport) -> String {
+pub fn summary_markdown(r: &SftThenDpoReport) -> String {
     let mut s = format!(
         "# kit quickstart ({})\n\n## Outcome\n\n{}\n## DPO on held-out pairs, per flaw\n\n{}\n## Time\n\n{}\n{SCORED_BY}\n\n## Answers\n",
         r.model,
