@@ -72,7 +72,9 @@ pub mod prelude {
     pub use crate::system::{current_memory_gib, peak_memory_gib, Machine};
     pub use crate::tokenizer::{Message, Tokenizer};
     pub use crate::train::dpo::{dpo_trainer_from_rows, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference};
-    pub use crate::train::grpo::{grpo_trainer_from_rows, train_grpo, GrpoConfig, GrpoLossType, ScaleRewards};
+    pub use crate::train::grpo::{
+        grpo_trainer_from_rows, train_grpo, GrpoConfig, GrpoLossType, GrpoReference, ScaleRewards,
+    };
     pub use crate::train::reward_model::{reward_trainer_from_rows, train_reward, RewardConfig, RewardModel};
     pub use crate::train::sft::{sft_trainer_from_rows, train_sft, SftConfig};
     pub use crate::train::{

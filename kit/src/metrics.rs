@@ -108,6 +108,16 @@ pub fn series(history: &[Metrics], key: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// (x, y) points of two metrics logged on the same lines, in logging order, finite values only: e.g. a reward
+/// against the KL to the reference that bought it (Gao et al. 2023 plot reward against √KL).
+pub fn paired(history: &[Metrics], x_key: &str, y_key: &str) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter_map(|m| Some((*m.get(x_key)?, *m.get(y_key)?)))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect()
+}
+
 /// `metrics.jsonl`, append-only. Resuming at step s first drops the lines written after s by the interrupted run, so
 /// that the file reads like one uninterrupted run.
 pub struct MetricsLog {
@@ -188,6 +198,18 @@ fn finite(m: &Metrics) -> Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_takes_the_lines_that_log_both_keys() {
+        let line = |kv: &[(&str, f64)]| -> Metrics { kv.iter().map(|(k, v)| (k.to_string(), *v)).collect() };
+        let history = [
+            line(&[("kl", 0.0), ("reward", 0.1)]),
+            line(&[("reward", 0.2)]),
+            line(&[("kl", 0.04), ("reward", f64::NAN)]),
+            line(&[("kl", 0.09), ("reward", 0.5)]),
+        ];
+        assert_eq!(paired(&history, "kl", "reward"), vec![(0.0, 0.1), (0.09, 0.5)]);
+    }
 
     #[test]
     fn series_keeps_logging_order_and_drops_what_json_cannot_hold() {

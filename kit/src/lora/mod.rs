@@ -161,6 +161,19 @@ impl Adapter {
         f()
     }
 
+    /// Run `f` with every A and B set to `values` (e.g. their values as training started: the reference model of
+    /// DPO and GRPO after SFT, in the same adapter), then put the current values back. In place, so an optimizer
+    /// holding the adapter's `Var`s keeps them; call it where no autograd graph holds the values (before a step's
+    /// forward pass, or in an evaluation).
+    pub fn with_values<T>(&self, values: &AdapterSnapshot, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let now = self.snapshot()?;
+        self.restore(values)?;
+        let out = f();
+        // The current values go back whether or not `f` succeeded.
+        self.restore(&now)?;
+        out
+    }
+
     /// The adapter's switches (on/off, training, exact).
     pub fn mode(&self) -> AdapterMode {
         self.state.mode()

@@ -193,10 +193,10 @@ impl AdapterState {
         Ok(())
     }
 
-    /// Replace every A and B by a new `Var` holding `values[slot]` (a copy), e.g. to start another run from a
-    /// snapshot ([`crate::lora::Adapter::restore`]). The shapes must match the slots'.
+    /// Set every A and B to `values[slot]`, in place (the same `Var`s), e.g. to start another run from a snapshot
+    /// ([`crate::lora::Adapter::restore`]). The shapes must match the slots'.
     pub fn set_weights(&self, values: &[(Tensor, Tensor)]) -> Result<()> {
-        let mut w = self.weights.write().unwrap_or_else(|e| e.into_inner());
+        let w = self.weights.read().unwrap_or_else(|e| e.into_inner());
         if values.len() != w.len() {
             return Err(Error::msg(format!(
                 "adapter snapshot holds {} layers, this adapter {}",
@@ -204,7 +204,7 @@ impl AdapterState {
                 w.len()
             )));
         }
-        for (slot, ((a, b), (va, vb))) in w.iter_mut().zip(values).enumerate() {
+        for (slot, ((a, b), (va, vb))) in w.iter().zip(values).enumerate() {
             if a.shape() != va.shape() || b.shape() != vb.shape() {
                 return Err(Error::msg(format!(
                     "adapter snapshot slot {slot}: A {:?}, B {:?} where this adapter has A {:?}, B {:?}",
@@ -214,8 +214,18 @@ impl AdapterState {
                     b.dims()
                 )));
             }
-            *a = Var::from_tensor(&va.copy()?)?;
-            *b = Var::from_tensor(&vb.copy()?)?;
+        }
+        // Every shape checked first, so that a mismatch changes nothing.
+        for ((a, b), (va, vb)) in w.iter().zip(values) {
+            // In place: the optimizer of a run in progress holds these `Var`s (a KL measured against a snapshot
+            // swaps the values out and back mid-run), so new ones would leave it updating tensors the model no
+            // longer reads.
+            for (var, value) in [(a, va), (b, vb)] {
+                // A value that is the variable itself (a snapshot of the live tensors) is already in place.
+                if var.as_tensor().id() != value.id() {
+                    var.set(value)?;
+                }
+            }
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! per group, a run's metrics); this layer, above it, decides how they are shown.
 use crate::eval::GroupAccuracy;
 use crate::memory::MemoryPlan;
+use crate::plot::Series;
 use crate::system::Machine;
 use crate::train::TrainOutput;
 use crate::Result;
@@ -60,6 +61,18 @@ impl Machine {
 }
 
 impl TrainOutput {
+    /// `keys` against √`kl_key`, one line each: Gao et al. (2023)'s picture of over-optimisation, where a proxy
+    /// reward keeps rising with the KL to the reference while a gold reward turns down. E.g.
+    /// `out.plot_against_sqrt_kl("kl", &["rewards/proxy/mean", "rewards/gold/mean"], "…")`; DPO's KL is `eval_kl`.
+    /// Lines that lack either key are left out.
+    pub fn plot_against_sqrt_kl(&self, kl_key: &str, keys: &[&str], title: &str) -> Result<Chart> {
+        Chart::lines(
+            &against_sqrt_kl(&self.log_history, kl_key, keys),
+            title,
+            &format!("√{kl_key}"),
+        )
+    }
+
     /// A chart of `keys` over this run (e.g. `["loss", "eval_loss"]`), shown inline when a notebook cell ends with it;
     /// its title is the keys. Accuracies get their own 0–1 axis.
     pub fn plot(&self, keys: &[&str]) -> Result<Chart> {
@@ -70,6 +83,20 @@ impl TrainOutput {
     pub fn plot_titled(&self, keys: &[&str], title: &str) -> Result<Chart> {
         Chart::metrics(&self.log_history, keys, title)
     }
+}
+
+/// (√KL, value) lines of `keys`, keys without a point left out.
+fn against_sqrt_kl(history: &[crate::metrics::Metrics], kl_key: &str, keys: &[&str]) -> Vec<Series> {
+    keys.iter()
+        .map(|k| {
+            let points = crate::metrics::paired(history, kl_key, k);
+            (
+                k.to_string(),
+                points.into_iter().map(|(kl, y)| (kl.max(0.0).sqrt(), y)).collect(),
+            )
+        })
+        .filter(|(_, points): &Series| !points.is_empty())
+        .collect()
 }
 
 /// Accuracies per group side by side, one column per system (e.g. DPO and a length-only baseline), each cell
@@ -115,5 +142,34 @@ mod tests {
         );
         assert!(md.starts_with(&expected), "{md}");
         assert!(md.contains("| all | 4 | 2/4 = 0.50"), "{md}");
+    }
+
+    #[test]
+    fn rewards_against_sqrt_kl_put_the_root_on_the_x_axis() {
+        let line = |kl: f64, r: f64| -> crate::metrics::Metrics {
+            [
+                ("step".to_string(), 1.0),
+                ("kl".to_string(), kl),
+                ("reward".to_string(), r),
+            ]
+            .into()
+        };
+        let out = TrainOutput {
+            global_step: 2,
+            training_loss: 0.0,
+            log_history: vec![line(0.0, 0.1), line(0.25, 0.4)],
+            adapter_dir: "unused".into(),
+            interrupted: false,
+            train_runtime: 0.0,
+        };
+        let chart = out.plot_against_sqrt_kl("kl", &["reward", "absent"], "proxy").unwrap();
+        assert!(
+            chart.svg.contains("√kl") && chart.svg.contains("reward"),
+            "{}",
+            chart.svg
+        );
+        assert!(!chart.svg.contains("absent"));
+        let lines = against_sqrt_kl(&out.log_history, "kl", &["reward", "absent"]);
+        assert_eq!(lines, vec![("reward".to_string(), vec![(0.0, 0.1), (0.5, 0.4)])]);
     }
 }

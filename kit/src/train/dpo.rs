@@ -15,13 +15,15 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::build::ObjectiveConfig;
+use super::callbacks::{StopWhen, TrainerCallback};
+use super::kl::{sampled_kl, KlReference};
 pub use super::pairs::PairExample;
 use super::pairs::{prepare_pairs, PairLimits};
 use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{Tokenized, TruncationMode};
 use crate::data::{load_preference, Loaded, Origin, PreferenceRow};
 use crate::logps::{collate, logit_stats, sequence_logps, token_scores, SeqBatch};
-use crate::lora::Adapter;
+use crate::lora::{Adapter, AdapterSnapshot};
 use crate::loss::log_sigmoid;
 use crate::metrics::keys;
 use crate::metrics::keys::dpo as dpo_keys;
@@ -80,6 +82,14 @@ pub struct DpoConfig {
     pub reference: DpoReference,
     /// Skip malformed rows (reporting how many) instead of stopping at the first (kit's own).
     pub skip_invalid_rows: bool,
+    /// Measure `eval_kl` at each evaluation: the per-token KL(π ‖ π_ref) on one completion of at most this many
+    /// tokens sampled from the policy for each held-out prompt (`kit::train::kl::sampled_kl`). DPO trains on
+    /// fixed pairs, so their log-ratios say nothing of how far the policy's own answers moved; these samples do.
+    /// Unset: not measured (kit's own; TRL logs no KL for DPO).
+    pub eval_kl_max_new_tokens: Option<usize>,
+    /// A KL budget: end the run (as a finished one: adapter saved) at the first evaluation whose `eval_kl` passes
+    /// this many nats per token. Needs `eval_kl_max_new_tokens`, held-out data and `eval_steps` (kit's own).
+    pub kl_budget: Option<f64>,
 }
 
 impl Default for DpoConfig {
@@ -97,6 +107,8 @@ impl Default for DpoConfig {
             precompute_ref_log_probs: false,
             reference: DpoReference::Base,
             skip_invalid_rows: false,
+            eval_kl_max_new_tokens: None,
+            kl_budget: None,
         }
     }
 }
@@ -162,6 +174,9 @@ pub struct Dpo {
     /// trainer's `eval_data`: what `eval_rewards/accuracies` averages, per pair (e.g. for a per-category table),
     /// without a second pass over the held-out set.
     pub eval_rewards: Vec<(f64, f64)>,
+    /// The adapter as training started, when the reference is [`DpoReference::Initial`] and `eval_kl` is measured:
+    /// the sampled completions are scored under it.
+    pub initial: Option<AdapterSnapshot>,
 }
 
 impl Dpo {
@@ -170,6 +185,7 @@ impl Dpo {
             cfg,
             pad_token_id: model.pad_token_id(),
             eval_rewards: vec![],
+            initial: None,
         }
     }
 
@@ -295,6 +311,18 @@ impl Objective for Dpo {
                     beta * (policy[n + i] as f64 - r.1 as f64),
                 )
             }));
+            if let Some(max_new_tokens) = self.cfg.eval_kl_max_new_tokens {
+                let prompts: Vec<Vec<u32>> = pairs.iter().map(|p| prompt_ids(&p.chosen)).collect();
+                let reference = match &self.initial {
+                    Some(s) => KlReference::Snapshot(s),
+                    None => KlReference::Base,
+                };
+                // Each batch its own samples: the pairs scored so far in this evaluation tell the batches apart.
+                let batch_no = (at.step * 1009 + self.eval_rewards.len()) as u64;
+                let seed = at.seed.wrapping_mul(1_000_003).wrapping_add(batch_no);
+                let kl = sampled_kl(model, adapter, &prompts, reference, max_new_tokens, seed)?;
+                metrics.insert(keys::KL.into(), kl);
+            }
         }
         let chosen = logit_stats(&scores, 0..n)?;
         let rejected = logit_stats(&scores, n..2 * n)?;
@@ -330,6 +358,12 @@ impl Objective for Dpo {
     }
 }
 
+/// The prompt's tokens of a sequence: those before its first completion token.
+fn prompt_ids(t: &Tokenized) -> Vec<u32> {
+    let k = t.completion_mask.iter().position(|&m| m).unwrap_or(t.ids.len());
+    t.ids[..k].to_vec()
+}
+
 /// Tokenize preference rows as DPO cuts them (see [`PairLimits`]); an unusable row is an error naming its
 /// `file:line` (or skipped when asked).
 pub fn prepare(model: &Model, rows: &[(Origin, PreferenceRow)], cfg: &DpoConfig) -> Result<Vec<PairExample>> {
@@ -361,14 +395,48 @@ impl ObjectiveConfig for DpoConfig {
         train: &mut [PairExample],
         eval: &mut [PairExample],
     ) -> Result<Dpo> {
+        self.check_kl_budget()?;
         let precompute = self.precompute_ref_log_probs || self.reference == DpoReference::Initial;
         let bs = self.args.per_device_eval_batch_size;
-        let dpo = Dpo::new(model, self);
+        let measure_kl = self.eval_kl_max_new_tokens.is_some();
+        let mut dpo = Dpo::new(model, self);
+        if measure_kl && dpo.cfg.reference == DpoReference::Initial {
+            dpo.initial = Some(adapter.snapshot()?);
+        }
         if precompute {
             dpo.precompute(model, adapter, train, bs)?;
             dpo.precompute(model, adapter, eval, bs)?;
         }
         Ok(dpo)
+    }
+    fn callbacks(&self) -> Vec<Box<dyn TrainerCallback>> {
+        match self.kl_budget {
+            Some(b) => vec![Box::new(StopWhen::above(&keys::eval(keys::KL), b))],
+            None => vec![],
+        }
+    }
+}
+
+impl DpoConfig {
+    /// A KL budget must be a positive number of nats, and `eval_kl` must be measured for it to be watched.
+    fn check_kl_budget(&self) -> Result<()> {
+        if let Some(0) = self.eval_kl_max_new_tokens {
+            return Err(Error::Input(
+                "eval_kl_max_new_tokens must be at least 1 (or unset: no eval_kl)".into(),
+            ));
+        }
+        let Some(b) = self.kl_budget else { return Ok(()) };
+        if !(b.is_finite() && b > 0.0) {
+            return Err(Error::Input(format!(
+                "kl_budget must be a positive number of nats, got {b}"
+            )));
+        }
+        if self.eval_kl_max_new_tokens.is_none() || self.args.eval_steps.is_none() {
+            return Err(Error::Input(
+                "kl_budget needs eval_kl_max_new_tokens and eval_steps: DPO measures its KL (eval_kl) on completions sampled at each evaluation".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

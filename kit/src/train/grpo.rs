@@ -17,13 +17,13 @@ use serde_json::{Map, Value};
 
 use super::build::ObjectiveConfig;
 use super::callbacks::{StopWhen, TrainerCallback};
-pub use super::grpo_config::{GrpoConfig, GrpoLossType, ScaleRewards};
+pub use super::grpo_config::{GrpoConfig, GrpoLossType, GrpoReference, ScaleRewards};
 use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
 use crate::data::{load_prompts, Loaded, Origin, PromptRow};
 use crate::generate::{FinishReason, GenerationConfig};
-use crate::logps::{collate, logit_stats, token_scores_at};
-use crate::lora::Adapter;
+use crate::logps::{collate, logit_stats, token_scores_at, SeqBatch};
+use crate::lora::{Adapter, AdapterSnapshot};
 use crate::metrics::keys;
 use crate::metrics::keys::grpo as grpo_keys;
 use crate::model::Model;
@@ -235,6 +235,8 @@ pub struct Grpo {
     pad_token_id: u32,
     /// The generation batch of the current round (one rollout per micro-batch) and the round it was drawn in.
     rollouts: Option<(usize, Vec<Rollout>)>,
+    /// The adapter as training started, when `reference` is `Initial` (and `beta` > 0).
+    pub initial: Option<AdapterSnapshot>,
 }
 
 impl Grpo {
@@ -282,6 +284,7 @@ impl Grpo {
             reward_funcs,
             pad_token_id: model.pad_token_id(),
             rollouts: None,
+            initial: None,
         })
     }
 
@@ -530,6 +533,23 @@ impl Objective for Grpo {
 }
 
 impl Grpo {
+    /// Per-token log-probs of `batch` under the reference: the adapter switched off, or set to its values as
+    /// training started (in inference mode: no dropout in the reference).
+    fn reference_logps(&self, model: &Model, adapter: &Adapter, batch: &SeqBatch) -> Result<Tensor> {
+        let score = || -> Result<Tensor> {
+            Ok(token_scores_at(&model.decoder, batch, self.cfg.temperature)?
+                .logps
+                .detach())
+        };
+        match &self.initial {
+            None => adapter.with_disabled(score),
+            Some(initial) => {
+                let _inference = adapter.inference_scope();
+                adapter.with_values(initial, score)
+            }
+        }
+    }
+
     fn loss_on(
         &self,
         model: &Model,
@@ -557,19 +577,17 @@ impl Grpo {
                 num_tokens: batch.num_tokens,
             });
         }
+        // The reference first: with `Initial` its pass swaps the adapter's values, which the policy's graph below
+        // must not see.
+        let reference = if self.cfg.beta != 0.0 {
+            Some(self.reference_logps(model, adapter, &batch)?)
+        } else {
+            None
+        };
         let scores = token_scores_at(&model.decoder, &batch, self.cfg.temperature)?;
         let old = match &r.old_logps {
             Some(o) => o.clone(),
             None => scores.logps.detach(),
-        };
-        let reference = if self.cfg.beta != 0.0 {
-            Some(adapter.with_disabled(|| -> Result<Tensor> {
-                Ok(token_scores_at(&model.decoder, &batch, self.cfg.temperature)?
-                    .logps
-                    .detach())
-            })?)
-        } else {
-            None
         };
         let adv = Tensor::from_vec(r.advantages.clone(), r.advantages.len(), model.device())?;
         let (loss, mut metrics) = grpo_loss(
@@ -658,11 +676,15 @@ impl ObjectiveConfig for GrpoSetup {
     fn into_objective(
         self,
         model: &Model,
-        _: &Adapter,
+        adapter: &Adapter,
         _: &mut [PromptExample],
         _: &mut [PromptExample],
     ) -> Result<Grpo> {
-        Grpo::new(model, self.config, self.reward_funcs)
+        let mut grpo = Grpo::new(model, self.config, self.reward_funcs)?;
+        if grpo.cfg.reference == GrpoReference::Initial && grpo.cfg.beta != 0.0 {
+            grpo.initial = Some(adapter.snapshot()?);
+        }
+        Ok(grpo)
     }
     fn callbacks(&self) -> Vec<Box<dyn TrainerCallback>> {
         match self.config.kl_budget {

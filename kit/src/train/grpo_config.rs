@@ -68,6 +68,19 @@ impl<'de> Deserialize<'de> for ScaleRewards {
     }
 }
 
+/// The reference model of GRPO's KL term (kit's own; TRL with a PEFT model: base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum GrpoReference {
+    /// The base model: the adapter switched off.
+    #[default]
+    Base,
+    /// The model as training starts, adapter included — e.g. after SFT in the same adapter: the KL then starts at
+    /// 0 and `beta` holds the policy near the SFT model rather than pulling it back to the bare base.
+    Initial,
+}
+
 /// TRL's `GRPOConfig`: the shared `TrainingArguments` (flattened: the same keys at the top level) and GRPO's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -88,8 +101,10 @@ pub struct GrpoConfig {
     pub top_p: f64,
     /// Keep only the k most likely tokens when sampling; 0 keeps all. TRL default: 0.
     pub top_k: usize,
-    /// KL coefficient towards the reference (the base model); 0 skips the reference pass. TRL default: 0.0.
+    /// KL coefficient towards the reference (`reference`); 0 skips the reference pass. TRL default: 0.0.
     pub beta: f64,
+    /// Which model the KL term compares with (kit's own; TRL with a PEFT model: base).
+    pub reference: GrpoReference,
     /// Lower clip bound ε of the ratio, clip(ρ, 1 − ε, 1 + ε_high). TRL default: 0.2.
     pub epsilon: f64,
     /// Upper clip bound (DAPO's clip-higher, which suggests 0.28); unset: `epsilon`. TRL default: unset.
@@ -148,6 +163,7 @@ impl Default for GrpoConfig {
             top_p: 1.0,
             top_k: 0,
             beta: 0.0,
+            reference: GrpoReference::Base,
             epsilon: 0.2,
             epsilon_high: None,
             num_iterations: 1,

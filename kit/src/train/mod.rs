@@ -29,6 +29,7 @@ pub mod checkpoint;
 pub mod dpo;
 pub mod grpo;
 mod grpo_config;
+pub mod kl;
 pub mod optim;
 pub mod pairs;
 pub mod reward_model;

@@ -11,6 +11,7 @@ mod decoder_parity;
 mod eval_parity;
 mod generation;
 mod hub_cache;
+mod kl;
 mod lora_parity;
 mod online_trainers;
 mod qlora_ops;
