@@ -47,6 +47,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a notebook or example needs: `use kit::prelude::*;`.
 pub mod prelude {
+    pub use crate::data::keywords::{keyword_summary_prompts, keywords_present};
     pub use crate::data::math_ja::extract_answer;
     pub use crate::data::worked::{worked_solution, worked_solution_rows};
     pub use crate::data::{
@@ -63,8 +64,8 @@ pub mod prelude {
     pub use crate::model::{LoadOptions, Model, ModelConfig};
     pub use crate::notebook::{accuracy_table, Chart, Table};
     pub use crate::rewards::{
-        exact_answer_reward, format_reward, japanese_ratio_reward, length_reward, reward_fn, RewardFunction,
-        RewardInput,
+        exact_answer_reward, format_reward, japanese_ratio_reward, keyword_gold_reward, keyword_reward, length_reward,
+        reward_fn, RewardFunction, RewardInput,
     };
     pub use crate::sampling::SamplingParams;
     pub use crate::score::TokenLogProb;

@@ -6,8 +6,10 @@
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use crate::data::keywords::{keywords_of, keywords_present, passage_keywords_of};
 use crate::data::math_ja::extract_answer;
 use crate::data::text::japanese_ratio;
+use crate::eval::{keyword_listing, repetition};
 use crate::{Error, Result};
 
 /// What a reward function sees: one entry per completion (prompts and columns repeated for each of a prompt's
@@ -88,8 +90,42 @@ pub fn japanese_ratio_reward() -> Box<dyn RewardFunction> {
     reward_fn("japanese_ratio", |_, c, _| japanese_ratio(c) as f32)
 }
 
+/// The naive reward of the keyword task (lesson 06): the share of the row's `keywords` column that occurs in the
+/// completion. It cannot tell a summary from a list of the keywords, which is what a policy trained on it finds;
+/// NaN for rows without keywords.
+pub fn keyword_reward() -> Box<dyn RewardFunction> {
+    reward_fn("keywords", |_, c, cols| {
+        let keywords = keywords_of(cols);
+        if keywords.is_empty() {
+            return f32::NAN;
+        }
+        keywords_present(c, &keywords) as f32
+    })
+}
+
+/// A stricter score of the same task, to watch the naive one by (Gao et al. 2023's gold reward): the share of the
+/// passage's keywords used in a sentence rather than only listed ([`keyword_listing`]), times 1 − [`repetition`],
+/// times the share of the keywords the `passage` column does not contain that the summary leaves out (writing one
+/// in claims what the passage does not say). Give it weight 0 in `reward_weights` to log it without training on it.
+/// NaN for rows without keywords.
+pub fn keyword_gold_reward() -> Box<dyn RewardFunction> {
+    reward_fn("keywords_in_sentences", |_, c, cols| {
+        let keywords = passage_keywords_of(cols);
+        if keywords.is_empty() {
+            return f32::NAN;
+        }
+        let absent: Vec<String> = keywords_of(cols)
+            .into_iter()
+            .filter(|k| !keywords.contains(k))
+            .collect();
+        let used = keywords_present(c, &keywords) * (1.0 - keyword_listing(c, &keywords));
+        let honest = 1.0 - keywords_present(c, &absent);
+        (used * (1.0 - repetition(c)) * honest) as f32
+    })
+}
+
 /// A built-in reward by name: `format`, `accuracy` (alias `exact_answer`), `length` (`length:N` for a target of N
-/// characters, default 100), `japanese_ratio` (alias `japanese`).
+/// characters, default 100), `japanese_ratio` (alias `japanese`), `keywords`, `keywords_in_sentences`.
 pub fn builtin(name: &str) -> Result<Box<dyn RewardFunction>> {
     let (base, arg) = name.split_once(':').map_or((name, None), |(a, b)| (a, Some(b)));
     Ok(match base {
@@ -105,9 +141,11 @@ pub fn builtin(name: &str) -> Result<Box<dyn RewardFunction>> {
             length_reward(target)
         }
         "japanese_ratio" | "japanese" => japanese_ratio_reward(),
+        "keywords" => keyword_reward(),
+        "keywords_in_sentences" => keyword_gold_reward(),
         other => {
             return Err(Error::Input(format!(
-                "unknown reward function `{other}` (built-ins: format, accuracy, length[:N], japanese_ratio)"
+                "unknown reward function `{other}` (built-ins: format, accuracy, length[:N], japanese_ratio, keywords, keywords_in_sentences)"
             )))
         }
     })
@@ -144,5 +182,37 @@ mod tests {
         let mut j = builtin("japanese").unwrap();
         assert_eq!(score(&mut j, "ねこ", Map::new()), 1.0);
         assert!(builtin("nope").is_err() && builtin("length:x").is_err());
+    }
+
+    #[test]
+    fn the_keyword_reward_pays_for_a_list_and_the_gold_one_does_not() {
+        let cols: Map<String, Value> =
+            serde_json::from_str(r#"{"keywords": ["古本屋", "絵本", "読み聞かせ"]}"#).unwrap();
+        let (mut proxy, mut gold) = (builtin("keywords").unwrap(), builtin("keywords_in_sentences").unwrap());
+        let list = "古本屋、絵本、読み聞かせ。";
+        assert_eq!(
+            (
+                score(&mut proxy, list, cols.clone()),
+                score(&mut gold, list, cols.clone())
+            ),
+            (1.0, 0.0)
+        );
+        let sentence = "商店街の古本屋は絵本が多く、週末に読み聞かせがある。";
+        assert_eq!(score(&mut proxy, sentence, cols.clone()), 1.0);
+        assert_eq!(score(&mut gold, sentence, cols.clone()), 1.0);
+        // Two of three in a sentence, the third listed after it: 2/3 used, 3/3 present.
+        let mixed = "古本屋は絵本が多い。読み聞かせ。";
+        assert_eq!(score(&mut proxy, mixed, cols.clone()), 1.0);
+        assert!((score(&mut gold, mixed, cols) - 2.0 / 3.0).abs() < 1e-6);
+        assert!(score(&mut proxy, list, Map::new()).is_nan());
+        // A keyword the passage lacks: the naive reward pays for forcing it in, the gold one does not count it.
+        let cols: Map<String, Value> =
+            serde_json::from_str(r#"{"keywords": ["古本屋", "宇宙"], "passage": "駅前に古本屋が開店した。"}"#).unwrap();
+        let honest = "駅前に古本屋が開店した。";
+        assert_eq!(score(&mut proxy, honest, cols.clone()), 0.5);
+        assert_eq!(score(&mut gold, honest, cols.clone()), 1.0);
+        let forced = "宇宙のような古本屋が開店した。";
+        assert_eq!(score(&mut proxy, forced, cols.clone()), 1.0);
+        assert_eq!(score(&mut gold, forced, cols), 0.0);
     }
 }

@@ -1,6 +1,7 @@
 //! Datasets: JSONL reading with file:line errors, dataset validators, the `math_ja` generator and its worked solutions.
 mod check;
 pub mod jsonl;
+pub mod keywords;
 pub mod math_ja;
 pub mod text;
 pub mod validate;

@@ -222,3 +222,45 @@ fn grpo_kl_against_the_initial_adapter_starts_at_zero_where_the_base_does_not() 
     let base = run(GrpoReference::Base);
     assert!(base[0].1 > 1e-4, "{base:?}");
 }
+
+/// On a quantized model the fast decoding kernels round differently from the exact ones a training pass takes:
+/// the reference pass must take the same kernels as the policy's, or a policy equal to its reference shows a KL.
+#[test]
+fn grpo_kl_to_the_initial_adapter_is_zero_at_step_one_on_a_quantized_model() {
+    use kit::data::PromptRow;
+    use kit::rewards::reward_fn;
+    use kit::train::grpo::{grpo_trainer_from_rows, GrpoConfig, GrpoReference};
+    common::real_model("smollm2-135m");
+    let mut model = kit::model::Model::load("smollm2-135m", &Default::default()).unwrap();
+    let adapter = model.attach_lora(&lora_cfg()).unwrap();
+    common::fill_lora_b(&adapter);
+    let at = Origin {
+        path: "prompts.jsonl".into(),
+        line: 1,
+    };
+    let row = PromptRow {
+        prompt: Turns::Text("The capital of France is".into()),
+        columns: Default::default(),
+    };
+    let cfg = GrpoConfig {
+        args: TrainingArguments {
+            output_dir: common::temp_dir("grpo-reference-quantized"),
+            per_device_train_batch_size: 4,
+            max_steps: Some(1),
+            logging_steps: 1,
+            disable_tqdm: true,
+            ..Default::default()
+        },
+        num_generations: 4,
+        max_completion_length: 4,
+        beta: 0.04,
+        reference: GrpoReference::Initial,
+        ..Default::default()
+    };
+    let reward = reward_fn("length", |_, c, _| c.len() as f32);
+    let out = grpo_trainer_from_rows(&model, &adapter, &[(at, row)], &[], vec![reward], &cfg)
+        .unwrap()
+        .train()
+        .unwrap();
+    assert_eq!(out.series("kl"), vec![(1.0, 0.0)]);
+}
