@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::build::ObjectiveConfig;
 use super::callbacks::{StopWhen, TrainerCallback};
+use super::completions::{self, LoggedCompletion};
 pub use super::grpo_config::{GrpoConfig, GrpoLossType, GrpoReference, ScaleRewards};
 use super::{Metrics, Objective, PlotSpec, StepInfo, StepOutput, TrainOutput, Trainer, TrainingArguments};
 use crate::data::tokenize::{prompt_ids, prompt_text, Tokenized};
@@ -237,6 +238,8 @@ pub struct Grpo {
     rollouts: Option<(usize, Vec<Rollout>)>,
     /// The adapter as training started, when `reference` is `Initial` (and `beta` > 0).
     pub initial: Option<AdapterSnapshot>,
+    /// Every completion sampled for training, with its rewards, when `log_completions` is set.
+    pub completions: Vec<LoggedCompletion>,
 }
 
 impl Grpo {
@@ -285,6 +288,7 @@ impl Grpo {
             pad_token_id: model.pad_token_id(),
             rollouts: None,
             initial: None,
+            completions: vec![],
         })
     }
 
@@ -357,6 +361,28 @@ impl Grpo {
             .clone()
             .unwrap_or_else(|| vec![1.0; self.reward_funcs.len()]);
         let (adv, mut metrics) = advantages(&per_func, &weights, &names, g, self.cfg.scale_rewards)?;
+        if self.cfg.log_completions && !at.eval {
+            let rows: Vec<LoggedCompletion> = (0..texts.len())
+                .map(|i| LoggedCompletion {
+                    step: at.step + 1,
+                    prompt: prompt_texts[i].clone(),
+                    completion: texts[i].clone(),
+                    rewards: names
+                        .iter()
+                        .zip(&per_func[i])
+                        .map(|(name, &r)| (name.clone(), r.is_finite().then_some(r)))
+                        .collect(),
+                    advantage: adv[i],
+                })
+                .collect();
+            let path = self.cfg.args.output_dir.join("completions.jsonl");
+            if self.completions.is_empty() {
+                // This process's first step: the file starts where the run does (fresh or resumed).
+                completions::keep_until(&path, at.step)?;
+            }
+            completions::append(&path, &rows)?;
+            self.completions.extend(rows);
+        }
 
         let mut seqs = Vec::with_capacity(gens.len());
         let mut lengths = Vec::with_capacity(gens.len());

@@ -133,6 +133,10 @@ pub struct GrpoConfig {
     /// A KL budget: end the run (as a finished one: adapter saved) once the logged `kl`, the per-token KL to the
     /// reference, passes this many nats; it is measured only when `beta` > 0. Unset: no budget (kit's own).
     pub kl_budget: Option<f64>,
+    /// Keep every sampled completion with its prompt, rewards and advantage, per step: in
+    /// `output_dir/completions.jsonl` (started afresh by a new run; a resumed run keeps the finished steps' lines)
+    /// and on the objective (`Grpo::completions`). TRL default: false.
+    pub log_completions: bool,
 }
 
 impl GrpoConfig {
@@ -175,6 +179,7 @@ impl Default for GrpoConfig {
             chat: false,
             skip_invalid_rows: false,
             kl_budget: None,
+            log_completions: false,
         }
     }
 }

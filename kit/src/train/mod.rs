@@ -26,6 +26,7 @@ pub mod args;
 pub mod build;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod completions;
 pub mod dpo;
 pub mod grpo;
 mod grpo_config;

@@ -518,3 +518,63 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
         "the template changed nothing: {want:?}"
     );
 }
+
+#[test]
+fn grpo_logs_every_sampled_completion_with_the_rewards_its_metrics_average() {
+    use kit::data::{Origin, PromptRow, Turns};
+    let mut model = common::tiny_model("llama");
+    let adapter = model.attach_lora(&lora_cfg()).unwrap();
+    let rows: Vec<(Origin, PromptRow)> = (0..4u32)
+        .map(|i| {
+            let at = Origin {
+                path: "prompts.jsonl".into(),
+                line: i as usize + 1,
+            };
+            let prompt = Turns::Text(format!("t1 t{} t{}", 10 + i, 20 + i));
+            (
+                at,
+                PromptRow {
+                    prompt,
+                    columns: Default::default(),
+                },
+            )
+        })
+        .collect();
+    let dir = common::temp_dir("grpo-log-completions");
+    let cfg = GrpoConfig {
+        args: TrainingArguments {
+            output_dir: dir.clone(),
+            learning_rate: 1e-2,
+            per_device_train_batch_size: 8,
+            max_steps: Some(3),
+            logging_steps: 1,
+            disable_tqdm: true,
+            seed: 5,
+            ..Default::default()
+        },
+        num_generations: 4,
+        max_completion_length: 3,
+        log_completions: true,
+        ..Default::default()
+    };
+    let good = reward_fn("good_start", |_, c, _| {
+        first_id(c).map_or(0.0, |id| GOOD.contains(&id) as i32 as f32)
+    });
+    let mut trainer = kit::train::grpo::grpo_trainer_from_rows(&model, &adapter, &rows, &[], vec![good], &cfg).unwrap();
+    let out = trainer.train().unwrap();
+    let logged = kit::train::completions::read(dir.join("completions.jsonl")).unwrap();
+    assert_eq!(logged, trainer.objective.completions);
+    // 3 steps × 2 prompts × 4 completions, each step's rewards averaging to the step's logged mean.
+    assert_eq!(logged.len(), 24);
+    for (step, mean) in out.series("rewards/good_start/mean") {
+        let of_step: Vec<f64> = logged
+            .iter()
+            .filter(|c| c.step as f64 == step)
+            .map(|c| c.rewards["good_start"].unwrap())
+            .collect();
+        assert_eq!(of_step.len(), 8);
+        let m = of_step.iter().sum::<f64>() / 8.0;
+        assert!((m - mean).abs() < 1e-9, "step {step}: {m} vs {mean}");
+    }
+    assert!(logged.iter().all(|c| c.prompt.starts_with("t1 t")));
+}
