@@ -30,8 +30,8 @@ pub fn k3_mean(policy: &Tensor, reference: &Tensor, mask: &Tensor) -> Result<f64
 }
 
 /// Per-token KL(π ‖ π_ref), estimated from one completion of at most `max_new_tokens` sampled from the policy (at
-/// temperature 1) for each of `prompts`. Both log-probs come from the same scoring forward pass, so a policy equal
-/// to its reference measures exactly 0.
+/// temperature 1) for each of `prompts`. Both log-probs come from scoring passes in the same mode (the same
+/// kernels), so a policy equal to its reference measures exactly 0.
 pub fn sampled_kl(
     model: &Model,
     adapter: &Adapter,
