@@ -173,3 +173,23 @@ pub fn assert_lora_grads(
     }
     checked
 }
+
+/// `n` GRPO prompt rows of the tiny tokenizer's words ("t1 t10 t20", "t1 t11 t21", …), each from `prompts.jsonl`.
+pub fn tiny_prompt_rows(n: u32) -> Vec<(kit::data::Origin, kit::data::PromptRow)> {
+    (0..n)
+        .map(|i| {
+            let at = kit::data::Origin {
+                path: "prompts.jsonl".into(),
+                line: i as usize + 1,
+            };
+            let prompt = kit::data::Turns::Text(format!("t1 t{} t{}", 10 + i, 20 + i));
+            (
+                at,
+                kit::data::PromptRow {
+                    prompt,
+                    columns: Default::default(),
+                },
+            )
+        })
+        .collect()
+}

@@ -157,7 +157,6 @@ fn dpo_eval_kl_starts_at_zero_against_the_initial_adapter_and_a_budget_ends_the_
 
 #[test]
 fn grpo_kl_against_the_initial_adapter_starts_at_zero_where_the_base_does_not() {
-    use kit::data::PromptRow;
     use kit::rewards::reward_fn;
     use kit::train::grpo::{grpo_trainer_from_rows, GrpoConfig, GrpoReference};
     let mut model = common::tiny_model("llama");
@@ -165,22 +164,7 @@ fn grpo_kl_against_the_initial_adapter_starts_at_zero_where_the_base_does_not() 
     // As after SFT: the adapter already moves the model away from the base.
     common::fill_lora_b(&adapter);
     let start = adapter.snapshot().unwrap();
-    let rows: Vec<(Origin, PromptRow)> = (0..4u32)
-        .map(|i| {
-            let at = Origin {
-                path: "prompts.jsonl".into(),
-                line: i as usize + 1,
-            };
-            let prompt = Turns::Text(format!("t1 t{} t{}", 10 + i, 20 + i));
-            (
-                at,
-                PromptRow {
-                    prompt,
-                    columns: Default::default(),
-                },
-            )
-        })
-        .collect();
+    let rows = common::tiny_prompt_rows(4);
     let run = |reference: GrpoReference| {
         adapter.restore(&start).unwrap();
         let cfg = GrpoConfig {

@@ -166,22 +166,9 @@ fn grpo_samples_scores_logs_trl_metrics_and_improves_its_objective() {
 
 #[test]
 fn grpo_kl_budget_ends_the_run_once_kl_passes_it() {
-    use kit::data::{Origin, PromptRow, Turns};
     let mut model = common::tiny_model("llama");
     let adapter = model.attach_lora(&lora_cfg()).unwrap();
-    let rows: Vec<(Origin, PromptRow)> = (0..4u32)
-        .map(|i| {
-            let at = Origin {
-                path: "prompts.jsonl".into(),
-                line: i as usize + 1,
-            };
-            let row = PromptRow {
-                prompt: Turns::Text(format!("t1 t{} t{}", 10 + i, 20 + i)),
-                columns: Default::default(),
-            };
-            (at, row)
-        })
-        .collect();
+    let rows = common::tiny_prompt_rows(4);
     let good = || {
         reward_fn("good_start", |_, c, _| {
             first_id(c).map_or(0.0, |id| GOOD.contains(&id) as i32 as f32)
@@ -521,25 +508,9 @@ fn reward_model_learns_saves_and_scores_what_it_learned() {
 
 #[test]
 fn grpo_logs_every_sampled_completion_with_the_rewards_its_metrics_average() {
-    use kit::data::{Origin, PromptRow, Turns};
     let mut model = common::tiny_model("llama");
     let adapter = model.attach_lora(&lora_cfg()).unwrap();
-    let rows: Vec<(Origin, PromptRow)> = (0..4u32)
-        .map(|i| {
-            let at = Origin {
-                path: "prompts.jsonl".into(),
-                line: i as usize + 1,
-            };
-            let prompt = Turns::Text(format!("t1 t{} t{}", 10 + i, 20 + i));
-            (
-                at,
-                PromptRow {
-                    prompt,
-                    columns: Default::default(),
-                },
-            )
-        })
-        .collect();
+    let rows = common::tiny_prompt_rows(4);
     let dir = common::temp_dir("grpo-log-completions");
     let cfg = GrpoConfig {
         args: TrainingArguments {
