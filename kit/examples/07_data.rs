@@ -1,28 +1,29 @@
 //! Notebook 07 as a program: data quality, quantity and distribution shift.
-//! 1. The same DPO (notebook 03's recipe, from 02's SFT adapter, restored between runs) on clean pairs, on the noisy
-//!    copy of the same pairs (25% of `pref_ja/noisy` have their labels swapped), and on 50% and 25% of the clean
-//!    pairs, one epoch each; held-out accuracy (pref_ja dev + test, 49 pairs) of each run, in one table and chart.
-//! 2. `kit data check` on a set the model wrote itself (sampled answers to `sft_ja/dev` prompts, split at random).
-//! 3. Distribution shift: per-token log-probability of the model's own answer, of the dataset's answer and of a
-//!    string it never writes (the dataset answer reversed), after SFT and after DPO.
-//! `KIT_07_PAIRS=N` sets the clean pool (default 48). Run `cargo run --release --example 02_sft` first, then
-//! `cargo run --release --example 07_data`.
+//! 1. The same DPO (notebook 03's recipe, from 02's SFT adapter, restored between runs, 12 steps × 4 pairs) on 48
+//!    clean pairs, on the same pairs with 25% and 50% of their labels swapped, and on 24 of the clean pairs
+//!    (2 epochs): dev accuracy and eval_loss of each run, in one table and two charts. The reference (the SFT model)
+//!    scores the pairs once for all runs.
+//! 2. `kit data check` on a set the model wrote itself (two sampled answers per question, split at random).
+//! 3. Distribution shift: the same short SFT (from the base model) on `sft_ja`'s answers as written and written
+//!    backwards (a text the model never produces): held-out loss per token before and after.
+//!
+//! Run `cargo run --release --example 02_sft` first, then `cargo run --release --example 07_data`.
 use kit::prelude::*;
-use kit::train::dpo::{prepare, PairExample};
-use kit::train::Trainer;
 
-/// Notebook 03's DPO recipe, one epoch over `pairs` pairs, evaluated at the end.
-fn dpo_config(pairs: usize, output_dir: &str) -> DpoConfig {
-    let steps = pairs.div_ceil(4);
+const STEPS: usize = 12;
+
+/// Notebook 03's DPO recipe, 12 steps of 4 pairs, evaluated on dev every 6 steps.
+fn dpo_config(output_dir: &str) -> DpoConfig {
     DpoConfig {
         args: TrainingArguments {
             output_dir: output_dir.into(),
             learning_rate: 2e-4,
+            warmup_ratio: 0.1,
             per_device_train_batch_size: 4,
             per_device_eval_batch_size: 8,
-            max_steps: Some(steps),
-            logging_steps: 1,
-            eval_steps: Some(steps),
+            max_steps: Some(STEPS),
+            logging_steps: 6,
+            eval_steps: Some(6),
             seed: 42,
             ..Default::default()
         },
@@ -33,7 +34,33 @@ fn dpo_config(pairs: usize, output_dir: &str) -> DpoConfig {
     }
 }
 
+/// Notebook 02's SFT recipe, shortened to 8 steps.
+fn sft_config(output_dir: &str) -> SftConfig {
+    SftConfig {
+        args: TrainingArguments {
+            output_dir: output_dir.into(),
+            learning_rate: 5e-4,
+            warmup_ratio: 0.1,
+            per_device_train_batch_size: 4,
+            per_device_eval_batch_size: 8,
+            max_steps: Some(8),
+            logging_steps: 4,
+            eval_steps: Some(8),
+            eval_on_start: true,
+            seed: 42,
+            ..Default::default()
+        },
+        max_length: Some(256),
+        ..Default::default()
+    }
+}
+
+fn last(out: &TrainOutput, key: &str) -> f64 {
+    out.series(key).last().map_or(f64::NAN, |p| p.1)
+}
+
 fn main() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let mut model = Model::load(
         "gemma3-270m",
         &LoadOptions {
@@ -45,114 +72,112 @@ fn main() -> anyhow::Result<()> {
     let sft = adapter.snapshot()?;
 
     // --- 1. quality and quantity -------------------------------------------------------------------------------
-    let clean_file = "datasets/pref_ja/train.jsonl";
-    let noisy_file = "datasets/pref_ja/noisy/train.jsonl";
-    let pool: usize = std::env::var("KIT_07_PAIRS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if smoke_mode() { 8 } else { 48 });
-    // The same rows of both files (noisy/train.jsonl is train.jsonl with 25% of its pairs swapped): 3/4 of the pool
-    // from unswapped rows and 1/4 from swapped ones, each part spread over the flaws, interleaved 3:1 so that the
-    // pool and its first half and quarter keep the file's 25% noise.
-    let flaws = read_column(clean_file, "flaw")?;
-    let swapped = read_column(noisy_file, "swapped")?;
-    let picked = keep_noise_rate(&flaws, &swapped, pool);
-    let clean_rows = load_preference(clean_file, false)?.into_conversations();
-    let noisy_rows = load_preference(noisy_file, false)?.into_conversations();
-    let clean: Vec<_> = picked.iter().map(|&i| clean_rows[i].clone()).collect();
-    let noisy: Vec<_> = picked.iter().map(|&i| noisy_rows[i].clone()).collect();
-    let n_swapped = picked.iter().filter(|&&i| swapped[i] == "true").count();
-    println!("pool: {pool} pairs; in its noisy copy {n_swapped} are swapped");
-
-    let dev_file = "datasets/pref_ja/dev.jsonl";
-    let test_file = "datasets/pref_ja/test.jsonl";
-    let mut held_out_rows = load_preference(dev_file, false)?.into_conversations();
-    held_out_rows.extend(load_preference(test_file, false)?.into_conversations());
-    let mut held_out_flaws = read_column(dev_file, "flaw")?;
-    held_out_flaws.extend(read_column(test_file, "flaw")?);
-
-    // Every run's reference is the SFT model, so its log-probs are computed once, for all runs.
-    let cfg = dpo_config(pool, "outputs/07_data");
-    let dpo = Dpo::new(&model, cfg.clone());
-    let score = |rows| -> kit::Result<Vec<PairExample>> {
-        let mut examples = prepare(&model, rows, &cfg)?;
-        dpo.precompute(&model, &adapter, &mut examples, 8)?;
-        Ok(examples)
-    };
-    let started = std::time::Instant::now();
-    let (clean, noisy, held_out) = (score(&clean)?, score(&noisy)?, score(&held_out_rows)?);
-    println!("reference log-probs: {:.0} s", started.elapsed().as_secs_f64());
-
+    let (train_file, dev_file) = ("datasets/pref_ja/train.jsonl", "datasets/pref_ja/dev.jsonl");
+    let pool = stratified_take(
+        load_preference(train_file, false)?.into_conversations(),
+        &read_column(train_file, "flaw")?,
+        48,
+        42,
+    );
+    let pool = smoke_take(pool, 8);
+    let dev = load_preference(dev_file, false)?.into_conversations();
+    let dev_flaws = read_column(dev_file, "flaw")?;
+    // Every run starts from the SFT adapter and takes it as the reference: its log-probs of the pairs are computed
+    // once here, and swapping a scored pair's labels swaps them with it.
+    let cfg = dpo_config("outputs/07_data");
+    let pool = reference_scored(&model, &adapter, &pool, &cfg)?;
+    let dev = reference_scored(&model, &adapter, &dev, &cfg)?;
+    let (quarter, _) = swap_labels(&pool, 0.25, 7);
+    let (half, _) = swap_labels(&pool, 0.5, 7);
+    let n = pool.len();
+    // (name, examples, pairs with the right label)
     let runs = [
-        ("clean 100%", "clean_100", clean.clone()),
-        ("noisy 100%", "noisy_100", noisy),
-        ("clean 50%", "clean_50", clean[..pool / 2].to_vec()),
-        ("clean 25%", "clean_25", clean[..pool / 4].to_vec()),
+        ("clean", pool.clone(), n),
+        ("25% swapped", quarter, n - n / 4),
+        ("50% swapped", half, n - n / 2),
+        ("clean, half", pool[..n / 2].to_vec(), n / 2),
     ];
-    let mut table = Table::new(&["run", "pairs", "steps", "held-out accuracy", "95% interval", "wall (s)"]);
-    let mut accuracy = vec![];
-    let mut after_dpo = None;
-    for (name, dir, train) in runs {
+    let mut table = Table::new(&[
+        "run",
+        "pairs",
+        "right labels",
+        "dev accuracy",
+        "95% interval",
+        "vs clean (paired)",
+        "eval_loss",
+        "eval margin",
+        "wall (s)",
+    ]);
+    let mut losses = vec![];
+    let mut clean_right: Vec<f64> = vec![];
+    let mut by_right_labels = vec![];
+    for (i, (name, rows, right_labels)) in runs.iter().enumerate() {
         adapter.restore(&sft)?;
-        let cfg = dpo_config(train.len(), &format!("outputs/07_data/{dir}"));
-        let started = std::time::Instant::now();
-        let mut trainer = Trainer::new(&model, &adapter, Dpo::new(&model, cfg.clone()), cfg.args.clone())
-            .with_data(train.clone(), held_out.clone());
-        trainer.train()?;
-        let right: Vec<bool> = trainer.objective.eval_rewards.iter().map(|(c, r)| c > r).collect();
-        let all = accuracy_by_group(&held_out_flaws, &right)
-            .pop()
-            .expect("an overall row");
+        let cfg = dpo_config(&format!("outputs/07_data/run_{i}"));
+        let (out, ranked) = {
+            let mut trainer = Trainer::from_examples(&model, &adapter, cfg, rows.clone(), dev.clone())?;
+            let out = trainer.train()?;
+            (out, trainer.held_out_ranking()?)
+        };
+        let right: Vec<f64> = ranked.iter().map(|&r| f64::from(u8::from(r))).collect();
+        if clean_right.is_empty() {
+            clean_right = right.clone();
+        }
+        let all = accuracy_by_group(&dev_flaws, &ranked).pop().expect("an overall row");
         let (lo, hi) = wilson_interval(all.correct, all.total);
+        let d = paired_difference(&clean_right, &right);
         table.push(&[
             name.to_string(),
-            train.len().to_string(),
-            cfg.args.max_steps.unwrap_or(0).to_string(),
+            rows.len().to_string(),
+            right_labels.to_string(),
             format!("{}/{} = {:.2}", all.correct, all.total, all.accuracy),
             format!("[{lo:.2}, {hi:.2}]"),
-            format!("{:.0}", started.elapsed().as_secs_f64()),
+            format!("{:+.2} [{:+.2}, {:+.2}]", d.mean, d.low, d.high),
+            format!("{:.3}", last(&out, "eval_loss")),
+            format!("{:.2}", last(&out, "eval_rewards/margins")),
+            format!("{:.0}", out.train_runtime),
         ]);
-        accuracy.push((name, train.len(), all.accuracy));
-        if name == "clean 100%" {
-            after_dpo = Some(adapter.snapshot()?);
-        }
+        // At step 0 the policy is the reference: every implicit reward is 0 and the loss is ln 2.
+        let mut loss = vec![(0.0, std::f64::consts::LN_2)];
+        loss.extend(out.series("eval_loss"));
+        losses.push((name.to_string(), loss));
+        by_right_labels.push((*right_labels as f64, all.accuracy));
     }
     println!("{table}");
-    let clean_line: Vec<(f64, f64)> = accuracy
-        .iter()
-        .filter(|(name, _, _)| name.starts_with("clean"))
-        .map(|&(_, n, a)| (n as f64, a))
-        .rev()
-        .collect();
-    let noisy_point: Vec<(f64, f64)> = accuracy
-        .iter()
-        .filter(|(name, _, _)| name.starts_with("noisy"))
-        .map(|&(_, n, a)| (n as f64, a))
-        .collect();
-    let chance = vec![(0.0, 0.5), (pool as f64, 0.5)];
-    let chart = Chart::lines(
+    let mut lines = losses.clone();
+    lines.push((
+        "ln 2 (no preference)".to_string(),
+        vec![(0.0, std::f64::consts::LN_2), (STEPS as f64, std::f64::consts::LN_2)],
+    ));
+    Chart::lines(&lines, "dev eval_loss during DPO", "step")?.save("outputs/07_data/eval_loss.png")?;
+    let noisy_line = vec![by_right_labels[2], by_right_labels[1], by_right_labels[0]];
+    let clean_line = vec![by_right_labels[3], by_right_labels[0]];
+    Chart::lines(
         &[
-            ("clean pairs".to_string(), clean_line),
-            ("noisy pairs (25% swapped)".to_string(), noisy_point),
-            ("chance".to_string(), chance),
+            ("48 pairs, 50 / 25 / 0% swapped".to_string(), noisy_line),
+            ("clean pairs, 24 / 48".to_string(), clean_line),
         ],
-        "held-out accuracy after one epoch of DPO",
-        "training pairs",
-    )?;
-    chart.save("outputs/07_data/accuracy.png")?;
+        "dev accuracy against the number of rightly labelled pairs",
+        "rightly labelled pairs",
+    )?
+    .save("outputs/07_data/accuracy.png")?;
 
     // --- 2. checking a set the model wrote ------------------------------------------------------------------------
     adapter.restore(&sft)?;
     let questions = read_column(dev_file, "prompt")?;
-    let dataset_answers = read_column(dev_file, "chosen")?;
     let k = if smoke_mode() { 2 } else { 8 };
     // Two sampled answers per question, as a quick generated SFT set would be made, then a random 3:1 train/dev split.
     let twice: Vec<&String> = questions[..k].iter().chain(&questions[..k]).collect();
     let answers = model.generate_texts(&twice, &GenerationConfig::sample(96, 0.7, 7).with_chat(true))?;
-    let rows: Vec<String> = twice
+    let rows: Vec<SftRow> = twice
         .iter()
         .zip(&answers)
-        .map(|(p, a)| serde_json::json!({ "prompt": p, "completion": a }).to_string())
+        .map(|(q, a)| {
+            SftRow::LanguageModeling(Turns::Chat(vec![
+                Message::user(q.as_str()),
+                Message::assistant(a.as_str()),
+            ]))
+        })
         .collect();
     let order = stratified_take(
         (0..rows.len()).collect(),
@@ -162,69 +187,59 @@ fn main() -> anyhow::Result<()> {
     );
     let (train_part, dev_part) = order.split_at(rows.len() * 3 / 4);
     let generated = std::path::PathBuf::from("outputs/07_data/generated");
-    for (file, part) in [("train.jsonl", train_part), ("dev.jsonl", dev_part)] {
-        let text: String = part.iter().map(|&i| format!("{}\n", rows[i])).collect();
-        kit::io::write_atomic(generated.join(file), text.as_bytes())?;
-    }
+    write_jsonl(
+        generated.join("train.jsonl"),
+        train_part.iter().map(|&i| rows[i].to_json()),
+    )?;
+    write_jsonl(generated.join("dev.jsonl"), dev_part.iter().map(|&i| rows[i].to_json()))?;
     let summary = kit::data::check(&[generated], None, &mut std::io::stdout())?;
     println!("problems found: {}", summary.problems);
 
     // --- 3. distribution shift ------------------------------------------------------------------------------------
-    // For each held-out question: the SFT model's own greedy answer, the dataset's answer, and the dataset's answer
-    // reversed (a string no model writes), scored as completions of the chat prompt.
-    let k = if smoke_mode() { 2 } else { 8 };
-    let own = model.generate_texts(&questions[..k], &GenerationConfig::greedy(96).with_chat(true))?;
-    let mut texts: Vec<(&str, Vec<(String, String)>)> = vec![
-        ("own greedy answer (SFT)", vec![]),
-        ("dataset answer", vec![]),
-        ("dataset answer reversed", vec![]),
-    ];
-    for (i, q) in questions[..k].iter().enumerate() {
-        let prompt = model.tokenizer.apply_chat_template(&[Message::user(q)], true)?;
-        texts[0].1.push((prompt.clone(), own[i].clone()));
-        texts[1].1.push((prompt.clone(), dataset_answers[i].clone()));
-        texts[2].1.push((prompt, dataset_answers[i].chars().rev().collect()));
-    }
-    let after_dpo = after_dpo.expect("the clean 100% run");
-    let mut shift = Table::new(&["text", "mean log p per token, after SFT", "after DPO (clean 100%)"]);
-    for (name, pairs) in &texts {
-        adapter.restore(&sft)?;
-        let before = mean_token_logprob(&model, pairs)?;
-        adapter.restore(&after_dpo)?;
-        let after = mean_token_logprob(&model, pairs)?;
-        shift.push(&[name.to_string(), format!("{before:.2}"), format!("{after:.2}")]);
+    // The same SFT from the base model (a fresh adapter each time) on sft_ja's answers as written, and written
+    // backwards: a text the base model never produces. Held-out loss per token on dev in the same form.
+    let backwards = |rows: Vec<(Origin, SftRow)>| -> Vec<(Origin, SftRow)> {
+        rows.into_iter()
+            .map(|(o, r)| (o, r.map_answers(|t| t.chars().rev().collect())))
+            .collect()
+    };
+    let sft_train = smoke_take(load_sft("datasets/sft_ja/train.jsonl", false)?.rows, 8);
+    let sft_dev = load_sft("datasets/sft_ja/dev.jsonl", false)?.rows;
+    // A second copy of the base model (a model carries one adapter), its fresh adapter restored before each run.
+    let mut base = Model::load(
+        "gemma3-270m",
+        &LoadOptions {
+            load_in_4bit: true,
+            ..Default::default()
+        },
+    )?;
+    let fresh_adapter = base.attach_lora(&LoraConfig {
+        r: 16,
+        lora_alpha: 32.0,
+        init_seed: 42,
+        ..Default::default()
+    })?;
+    let fresh = fresh_adapter.snapshot()?;
+    let mut shift = Table::new(&["answers", "dev loss per token, base", "after 8 steps", "wall (s)"]);
+    let mut curves = vec![];
+    for (name, train, dev) in [
+        ("as written", sft_train.clone(), sft_dev.clone()),
+        ("written backwards", backwards(sft_train), backwards(sft_dev)),
+    ] {
+        fresh_adapter.restore(&fresh)?;
+        let cfg = sft_config(&format!("outputs/07_data/sft_{}", name.replace(' ', "_")));
+        let out = sft_trainer_from_rows(&base, &fresh_adapter, &train, &dev, &cfg)?.train()?;
+        let loss = out.series("eval_loss");
+        shift.push(&[
+            name.to_string(),
+            format!("{:.3}", loss[0].1),
+            format!("{:.3}", loss[loss.len() - 1].1),
+            format!("{:.0}", out.train_runtime),
+        ]);
+        curves.push((name.to_string(), loss));
     }
     println!("{shift}");
+    Chart::lines(&curves, "dev loss per token during SFT", "step")?.save("outputs/07_data/shift.png")?;
+    println!("total {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// `n` row indices, 3 of every 4 from rows not swapped and 1 from swapped rows, each kind spread over the flaws.
-fn keep_noise_rate(flaws: &[String], swapped: &[String], n: usize) -> Vec<usize> {
-    let take = |want_swapped: bool, k: usize| {
-        let rows: Vec<usize> = (0..flaws.len())
-            .filter(|&i| (swapped[i] == "true") == want_swapped)
-            .collect();
-        let groups: Vec<String> = rows.iter().map(|&i| flaws[i].clone()).collect();
-        stratified_take(rows, &groups, k, 42)
-    };
-    let (clean, flipped) = (take(false, n - n / 4), take(true, n / 4));
-    let mut out = Vec::with_capacity(n);
-    for (i, row) in clean.into_iter().enumerate() {
-        out.push(row);
-        if i % 3 == 2 {
-            out.extend(flipped.get(i / 3).copied());
-        }
-    }
-    out
-}
-
-/// Mean log-probability per completion token over (prompt, completion) pairs, in nats.
-fn mean_token_logprob(model: &Model, pairs: &[(String, String)]) -> kit::Result<f64> {
-    let (mut sum, mut count) = (0.0, 0);
-    for (prompt, completion) in pairs {
-        let scored = model.completion_token_log_probs(prompt, completion)?;
-        sum += scored.iter().map(|t| t.logprob).sum::<f64>();
-        count += scored.len();
-    }
-    Ok(sum / count.max(1) as f64)
 }

@@ -51,8 +51,8 @@ pub mod prelude {
     pub use crate::data::math_ja::extract_answer;
     pub use crate::data::worked::{worked_solution, worked_solution_rows};
     pub use crate::data::{
-        load_preference, load_prompts, preview_preference, preview_sft, read_column, stratified_take, DatasetFiles,
-        Origin, PairPreview, Preview, PromptRow, SftPreview, SftRow, Turns,
+        load_preference, load_prompts, load_sft, preview_preference, preview_sft, read_column, stratified_take,
+        swap_labels, write_jsonl, DatasetFiles, Origin, PairPreview, Preview, PromptRow, SftPreview, SftRow, Turns,
     };
     pub use crate::device::{pick_device, DeviceChoice, PickedDevice};
     pub use crate::eval::{accuracy_by_group, chrf, wilson_interval, GroupAccuracy};
@@ -72,7 +72,9 @@ pub mod prelude {
     pub use crate::smoke::{smoke_mode, smoke_take};
     pub use crate::system::{current_memory_gib, peak_memory_gib, Machine};
     pub use crate::tokenizer::{Message, Tokenizer};
-    pub use crate::train::dpo::{dpo_trainer_from_rows, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference};
+    pub use crate::train::dpo::{
+        dpo_trainer_from_rows, reference_scored, train_dpo, Dpo, DpoConfig, DpoLossType, DpoReference,
+    };
     pub use crate::train::grpo::{
         grpo_trainer_from_rows, train_grpo, GrpoConfig, GrpoLossType, GrpoReference, ScaleRewards,
     };

@@ -46,6 +46,54 @@ pub enum SftRow {
     },
 }
 
+impl Turns {
+    /// As TRL writes the field: a string, or a list of `{"role", "content"}` messages.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Turns::Text(t) => Value::String(t.clone()),
+            Turns::Chat(messages) => serde_json::to_value(messages).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl SftRow {
+    /// The row in the TRL format [`load_sft`] reads back: `{"text"}`, `{"messages"}` or `{"prompt", "completion"}`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            SftRow::LanguageModeling(t @ Turns::Text(_)) => serde_json::json!({ "text": t.to_json() }),
+            SftRow::LanguageModeling(t) => serde_json::json!({ "messages": t.to_json() }),
+            SftRow::PromptCompletion { prompt, completion } => {
+                serde_json::json!({ "prompt": prompt.to_json(), "completion": completion.to_json() })
+            }
+        }
+    }
+
+    /// The same row with `f` applied to what the model is trained to write: every `assistant` turn of a
+    /// conversation, a completion, or the whole of a plain text. For experiments on the data itself, e.g. notebook
+    /// 07's answers written backwards, a text the model never produces.
+    pub fn map_answers(self, f: impl Fn(&str) -> String) -> SftRow {
+        let map_turns = |turns: Turns| match turns {
+            Turns::Text(t) => Turns::Text(f(&t)),
+            Turns::Chat(messages) => Turns::Chat(
+                messages
+                    .into_iter()
+                    .map(|m| match m.role.as_str() {
+                        "assistant" => Message::new("assistant", f(&m.content)),
+                        _ => m,
+                    })
+                    .collect(),
+            ),
+        };
+        match self {
+            SftRow::LanguageModeling(turns) => SftRow::LanguageModeling(map_turns(turns)),
+            SftRow::PromptCompletion { prompt, completion } => SftRow::PromptCompletion {
+                prompt,
+                completion: map_turns(completion),
+            },
+        }
+    }
+}
+
 /// One preference pair (DPO, reward models).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreferenceRow {
@@ -521,5 +569,59 @@ mod tests {
         .unwrap();
         assert_eq!(row.prompt, Turns::Chat(vec![u]));
         assert_eq!(row.rejected, Turns::Chat(vec![Message::assistant("緑")]));
+    }
+    #[test]
+    fn map_answers_changes_only_what_the_model_writes() {
+        let reverse = |t: &str| t.chars().rev().collect::<String>();
+        let chat = SftRow::LanguageModeling(Turns::Chat(vec![
+            Message::new("system", "sys"),
+            Message::new("user", "ねこ"),
+            Message::new("assistant", "かわいい"),
+        ]));
+        let expected = SftRow::LanguageModeling(Turns::Chat(vec![
+            Message::new("system", "sys"),
+            Message::new("user", "ねこ"),
+            Message::new("assistant", "いいわか"),
+        ]));
+        assert_eq!(chat.map_answers(reverse), expected);
+        let pc = SftRow::PromptCompletion {
+            prompt: Turns::Text("Q".into()),
+            completion: Turns::Text("abc".into()),
+        };
+        let expected = SftRow::PromptCompletion {
+            prompt: Turns::Text("Q".into()),
+            completion: Turns::Text("cba".into()),
+        };
+        assert_eq!(pc.map_answers(reverse), expected);
+        let text = SftRow::LanguageModeling(Turns::Text("xy".into()));
+        assert_eq!(
+            text.map_answers(reverse),
+            SftRow::LanguageModeling(Turns::Text("yx".into()))
+        );
+    }
+    #[test]
+    fn sft_rows_written_as_json_lines_read_back_the_same() {
+        let rows = vec![
+            SftRow::LanguageModeling(Turns::Chat(vec![Message::user("ねこ"), Message::assistant("かわいい")])),
+            SftRow::LanguageModeling(Turns::Text("plain text".into())),
+            SftRow::PromptCompletion {
+                prompt: Turns::Text("Q".into()),
+                completion: Turns::Text("A".into()),
+            },
+        ];
+        let dir = std::env::temp_dir().join(format!("kit-formats-{}-write", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("new_folder").join("rows.jsonl");
+        crate::data::jsonl::write_jsonl(&path, rows.iter().map(SftRow::to_json)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.starts_with(r#"{"messages":[{"#), "{text}");
+        let back: Vec<SftRow> = load_sft(&path, false)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(back, rows);
     }
 }

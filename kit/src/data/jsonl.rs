@@ -1,9 +1,25 @@
-//! JSON Lines with errors that name the file and line.
+//! JSON Lines with errors that name the file and line, and written atomically.
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::{Error, Result};
+
+/// Write `rows` to `path` as JSON Lines, one row per line, atomically (a crash leaves the old file or none); the
+/// folder is made when missing. E.g. a generated SFT set: `write_jsonl(path, rows.iter().map(SftRow::to_json))`.
+pub fn write_jsonl<T: serde::Serialize>(path: impl AsRef<Path>, rows: impl IntoIterator<Item = T>) -> Result<()> {
+    let path = path.as_ref();
+    let mut text = String::new();
+    for row in rows {
+        let line = serde_json::to_string(&row).map_err(|e| Error::file(path, format!("cannot write a row: {e}")))?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::file(dir, format!("cannot create the folder: {e}")))?;
+    }
+    crate::io::write_atomic(path, text.as_bytes())
+}
 
 /// Every non-blank line of `path` as JSON, with its 1-based line number. A malformed line is an error naming
 /// `file:line`.

@@ -62,10 +62,24 @@ impl<'a, O: Objective> Trainer<'a, O> {
         train: &[(Origin, C::Row)],
         eval: &[(Origin, C::Row)],
     ) -> Result<Self> {
+        let train = config.prepare(model, smoke_train_rows(train))?;
+        let eval = config.prepare(model, smoke_eval_rows(eval))?;
+        Self::from_examples(model, adapter, config, train, eval)
+    }
+
+    /// The trainer for examples already made by the config's `prepare` (e.g. pairs DPO's reference has scored
+    /// once, shared by several runs: [`super::dpo::reference_scored`]). In CI's smoke mode both are capped first.
+    pub fn from_examples<C: ObjectiveConfig<Objective = O>>(
+        model: &'a Model,
+        adapter: &'a Adapter,
+        config: C,
+        mut train: Vec<ExampleOf<C>>,
+        mut eval: Vec<ExampleOf<C>>,
+    ) -> Result<Self> {
+        train.truncate(smoke_train_rows(&train).len());
+        eval.truncate(smoke_eval_rows(&eval).len());
         let args = config.args().clone();
         let callbacks = config.callbacks();
-        let mut train = config.prepare(model, smoke_train_rows(train))?;
-        let mut eval = config.prepare(model, smoke_eval_rows(eval))?;
         let objective = config.into_objective(model, adapter, &mut train, &mut eval)?;
         let mut trainer = Trainer::new(model, adapter, objective, args).with_data(train, eval);
         for c in callbacks {

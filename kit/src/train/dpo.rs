@@ -244,7 +244,9 @@ impl Dpo {
         Ok(out)
     }
 
-    /// Fill in `ref_logps` for every example (precompute_ref_log_probs), in batches of `batch_size`.
+    /// Fill in `ref_logps` for every example that has none yet (precompute_ref_log_probs), in batches of
+    /// `batch_size`. Examples that carry them keep them, as TRL keeps a dataset's `ref_chosen_logps` /
+    /// `ref_rejected_logps` columns: the caller vouches they come from this run's reference.
     pub fn precompute(
         &self,
         model: &Model,
@@ -252,8 +254,9 @@ impl Dpo {
         data: &mut [PairExample],
         batch_size: usize,
     ) -> Result<()> {
-        for chunk in data.chunks_mut(batch_size.max(1)) {
-            let refs: Vec<&PairExample> = chunk.iter().collect();
+        let mut todo: Vec<&mut PairExample> = data.iter_mut().filter(|ex| ex.ref_logps.is_none()).collect();
+        for chunk in todo.chunks_mut(batch_size.max(1)) {
+            let refs: Vec<&PairExample> = chunk.iter().map(|ex| &**ex).collect();
             let out = self.reference_logps(model, adapter, &refs)?;
             for (ex, r) in chunk.iter_mut().zip(out) {
                 ex.ref_logps = Some(r);
@@ -362,6 +365,21 @@ impl Objective for Dpo {
 fn prompt_ids(t: &Tokenized) -> Vec<u32> {
     let k = t.completion_mask.iter().position(|&m| m).unwrap_or(t.ids.len());
     t.ids[..k].to_vec()
+}
+
+/// Preference rows tokenized as DPO cuts them and scored by the reference `adapter` now holds (TRL's
+/// `precompute_ref_log_probs`, kept on the examples as its `ref_chosen_logps` columns are). Several runs from the
+/// same starting adapter (`DpoReference::Initial`), on subsets or label-swapped copies of these pairs
+/// ([`crate::data::swap_labels`]), then share one reference pass: [`Trainer::from_examples`].
+pub fn reference_scored(
+    model: &Model,
+    adapter: &Adapter,
+    rows: &[(Origin, PreferenceRow)],
+    cfg: &DpoConfig,
+) -> Result<Vec<PairExample>> {
+    let mut examples = prepare(model, rows, cfg)?;
+    Dpo::new(model, cfg.clone()).precompute(model, adapter, &mut examples, cfg.args.per_device_eval_batch_size)?;
+    Ok(examples)
 }
 
 /// Tokenize preference rows as DPO cuts them (see [`PairLimits`]); an unusable row is an error naming its

@@ -1,7 +1,7 @@
 //! Preference pairs as both pair trainers read them (DPO and reward models): a prompt with a chosen and a rejected
 //! completion, tokenized as two sequences that share the prompt.
 use crate::data::tokenize::{tokenize_pair, Tokenized, TokenizedPair, TruncationMode};
-use crate::data::{Origin, PreferenceRow};
+use crate::data::{LabelledPair, Origin, PreferenceRow};
 use crate::model::Model;
 use crate::{Error, Result};
 
@@ -20,6 +20,14 @@ impl PairExample {
     /// Whether the chosen completion has fewer tokens than the rejected one (both share the prompt's tokens).
     pub fn chosen_is_shorter(&self) -> bool {
         self.chosen.len() < self.rejected.len()
+    }
+}
+
+/// Swapping a scored pair swaps its reference log-probs with it, so label-noise runs can share one reference pass.
+impl LabelledPair for PairExample {
+    fn swap_labels(&mut self) {
+        std::mem::swap(&mut self.chosen, &mut self.rejected);
+        self.ref_logps = self.ref_logps.map(|(c, r)| (r, c));
     }
 }
 

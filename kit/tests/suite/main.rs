@@ -8,6 +8,7 @@ mod bad_input;
 mod chat_template_parity;
 mod datasets;
 mod decoder_parity;
+mod dpo_reference;
 mod eval_parity;
 mod generation;
 mod hub_cache;
