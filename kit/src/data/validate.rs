@@ -61,6 +61,17 @@ impl DatasetKind {
         })
     }
 
+    /// The field duplicates are looked for in (the row's key text).
+    pub fn key_field(self) -> &'static str {
+        match self {
+            DatasetKind::Sft => "messages (first user turn)",
+            DatasetKind::Preference | DatasetKind::Math => "prompt",
+            DatasetKind::Translation => "en",
+            DatasetKind::KeywordSummary => "passage",
+            DatasetKind::Tasks => "input",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<DatasetKind> {
         serde_json::from_value(Value::String(s.to_string())).ok()
     }
@@ -460,7 +471,10 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
             file: path.into(),
             line: rows.first().map_or(1, |r| r.0),
             field: "-".into(),
-            msg: "cannot tell the dataset kind from the fields".into(),
+            msg: "cannot tell the dataset kind from the fields: expected messages (SFT); prompt, chosen, rejected \
+                  (preference); prompt, answer (math); en, ja (translation); passage, keywords (keyword summary); or \
+                  input, output, eval_aspect (tasks)"
+                .into(),
         });
         report.issues = issues;
         return Ok(report);
@@ -497,7 +511,7 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
                 issues.push(Issue {
                     file: path.into(),
                     line: *line,
-                    field: "-".into(),
+                    field: kind.key_field().into(),
                     msg: format!("duplicate of line {first}"),
                 });
             }
@@ -545,7 +559,7 @@ pub fn check_dataset_dir(dir: &Path) -> Result<Vec<FileReport>> {
                         found.push(Issue {
                             file: reports[j].path.clone(),
                             line: *lj,
-                            field: "-".into(),
+                            field: reports[j].kind.map_or("-", DatasetKind::key_field).into(),
                             msg: format!(
                                 "{} of {}:{li} (3-gram Jaccard {s:.2}): splits must not overlap",
                                 if s == 1.0 { "duplicate" } else { "near-duplicate" },

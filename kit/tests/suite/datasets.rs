@@ -107,7 +107,7 @@ fn the_validator_names_file_line_and_field() {
     );
     assert!(
         got.iter()
-            .any(|i| i.contains("pref.jsonl:2") && i.contains("duplicate of line 1")),
+            .any(|i| i.contains("pref.jsonl:2") && i.contains("field \"prompt\": duplicate of line 1")),
         "{got:?}"
     );
     assert!(
