@@ -570,6 +570,7 @@ mod tests {
         assert_eq!(row.prompt, Turns::Chat(vec![u]));
         assert_eq!(row.rejected, Turns::Chat(vec![Message::assistant("緑")]));
     }
+
     #[test]
     fn map_answers_changes_only_what_the_model_writes() {
         let reverse = |t: &str| t.chars().rev().collect::<String>();
@@ -599,6 +600,7 @@ mod tests {
             SftRow::LanguageModeling(Turns::Text("yx".into()))
         );
     }
+
     #[test]
     fn sft_rows_written_as_json_lines_read_back_the_same() {
         let rows = vec![

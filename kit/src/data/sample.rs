@@ -108,6 +108,7 @@ mod tests {
             stratified_take(rows, &groups, 5, 2)
         );
     }
+
     #[test]
     fn swaps_the_given_share_and_nests_lower_rates_in_higher_ones() {
         use crate::data::Turns;

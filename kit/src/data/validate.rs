@@ -26,7 +26,7 @@ use crate::Result;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DatasetKind {
-    /// `{"messages": [...], "task": ...}` (conversational language modeling / SFT).
+    /// `{"messages": [...], "task": ...}` (conversational language modeling / SFT), or `{"prompt", "completion"}`.
     Sft,
     /// `{"prompt", "chosen", "rejected", "flaw"}` (+ `"swapped"` in the noisy variant).
     Preference,
@@ -44,7 +44,7 @@ impl DatasetKind {
     /// Guess the kind from a row's fields.
     pub fn detect(row: &Value) -> Option<DatasetKind> {
         let has = |k: &str| row.get(k).is_some();
-        Some(if has("messages") {
+        Some(if has("messages") || (has("prompt") && has("completion")) {
             DatasetKind::Sft
         } else if has("chosen") && has("rejected") {
             DatasetKind::Preference
@@ -64,7 +64,7 @@ impl DatasetKind {
     /// The field duplicates are looked for in (the row's key text).
     pub fn key_field(self) -> &'static str {
         match self {
-            DatasetKind::Sft => "messages (first user turn)",
+            DatasetKind::Sft => "prompt (the first user turn)",
             DatasetKind::Preference | DatasetKind::Math => "prompt",
             DatasetKind::Translation => "en",
             DatasetKind::KeywordSummary => "passage",
@@ -249,6 +249,22 @@ impl RowCheck<'_> {
     }
 }
 
+/// A field that is a string, or a list of `{"role", "content"}` messages whose contents are checked one by one; the
+/// string, or the first message's content.
+fn field_text(c: &mut RowCheck, field: &str, what: Text) -> Option<String> {
+    match c.row.get(field).and_then(|v| v.as_array()).cloned() {
+        None => c.text(field, what),
+        Some(messages) => {
+            let mut first = None;
+            for (i, m) in messages.iter().enumerate() {
+                let text = c.text_value(&format!("{field}[{i}].content"), m.get("content"), what);
+                first = first.or(text);
+            }
+            first
+        }
+    }
+}
+
 /// A field that may be absent, but is a non-empty string when present.
 fn optional_string(c: &mut RowCheck, field: &str) {
     match c.row.get(field) {
@@ -280,6 +296,16 @@ fn check_row(kind: DatasetKind, c: &mut RowCheck) -> (Option<String>, Option<Str
         })
     };
     match kind {
+        DatasetKind::Sft if c.row.get("messages").is_none() && c.row.get("prompt").is_some() => {
+            // TRL's prompt-completion rows, each field a string or a list of messages.
+            let key = field_text(c, "prompt", Text::Prompt);
+            let completion = field_text(c, "completion", Text::Answer);
+            if let Some(n) = completion.as_deref().map(sentence_count).filter(|&n| n > MAX_SENTENCES) {
+                c.issue("completion", format!("{n} sentences; at most {MAX_SENTENCES}"));
+            }
+            optional_string(c, "task");
+            (key, cat(c, "task"))
+        }
         DatasetKind::Sft => {
             let Some(msgs) = c.row.get("messages").and_then(|m| m.as_array()).cloned() else {
                 c.issue("messages", "missing or not a list");
@@ -471,7 +497,8 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
             file: path.into(),
             line: rows.first().map_or(1, |r| r.0),
             field: "-".into(),
-            msg: "cannot tell the dataset kind from the fields: expected messages (SFT); prompt, chosen, rejected \
+            msg: "cannot tell the dataset kind from the fields: expected messages or prompt, completion (SFT); \
+                  prompt, chosen, rejected \
                   (preference); prompt, answer (math); en, ja (translation); passage, keywords (keyword summary); or \
                   input, output, eval_aspect (tasks)"
                 .into(),

@@ -179,6 +179,42 @@ fn the_validator_names_file_line_and_field() {
         .contains("missing.jsonl"));
 }
 
+/// TRL's prompt-completion rows (strings or message lists) are SFT rows: a repeated prompt, an English completion and an
+/// empty conversational prompt are caught, each with its field.
+#[test]
+fn prompt_completion_rows_are_checked_as_sft() {
+    let d = common::temp_dir("data-prompt-completion");
+    let p = write(
+        &d,
+        "gen.jsonl",
+        &[
+            r#"{"prompt":"猫について教えてください。","completion":"猫は小さな肉食の動物です。"}"#,
+            r#"{"prompt":"猫について教えてください。","completion":"Cats are small carnivorous animals."}"#,
+            r#"{"prompt":[{"role":"user","content":"犬について教えてください。"}],"completion":[{"role":"assistant","content":"犬は人と暮らす動物です。"}]}"#,
+            r#"{"prompt":[{"role":"user","content":" "}],"completion":"鳥は空を飛びます。"}"#,
+        ],
+    );
+    let report = check_file(&p, None).unwrap();
+    assert_eq!(report.kind, Some(DatasetKind::Sft));
+    let got: Vec<String> = report.issues.iter().map(|i| i.to_string()).collect();
+    assert!(
+        got.iter()
+            .any(|i| i.contains("gen.jsonl:2: field \"prompt (the first user turn)\": duplicate of line 1")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|i| i.contains("gen.jsonl:2: field \"completion\": expected Japanese")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|i| i.contains("gen.jsonl:4: field \"prompt[0].content\": empty")),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 3, "line 1 and the conversational line 3 are fine: {got:?}");
+}
+
 #[test]
 fn splits_must_not_share_rows_or_near_copies() {
     let d = common::temp_dir("data-splits");
