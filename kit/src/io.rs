@@ -23,6 +23,14 @@ fn temp_path(path: &Path) -> PathBuf {
 /// renamed into place. On any error the temporary file is removed and `path` is left as it was.
 pub fn write_atomic_with(path: impl AsRef<Path>, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let path = path.as_ref();
+    // Say so plainly when the folder is missing; the temporary file's "No such file or directory" would name a file
+    // the user never asked for.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(Error::file(
+            path,
+            format!("cannot write: the folder {} does not exist", dir.display()),
+        ));
+    }
     let tmp = temp_path(path);
     let done = write(&tmp).and_then(|()| {
         // Flush to disk before the rename, so that a power loss cannot leave a renamed but empty file.
@@ -89,5 +97,17 @@ mod tests {
             1,
             "the temporary file was not removed"
         );
+    }
+
+    #[test]
+    fn a_missing_folder_is_named_in_the_error() {
+        let dir = scratch("nofolder");
+        let p = dir.join("not_made").join("rows.jsonl");
+        let err = write_atomic(&p, b"x").unwrap_err().to_string();
+        assert!(
+            err.contains("rows.jsonl") && err.contains("not_made") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert!(!err.contains(".tmp"), "{err}");
     }
 }
