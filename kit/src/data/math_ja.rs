@@ -451,23 +451,16 @@ pub fn write_splits(problems: &[MathProblem], dir: &std::path::Path) -> crate::R
             problems.len()
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::file(dir, e))?;
-    let mut splits: [(String, &str); 3] = [
-        (String::new(), "train.jsonl"),
-        (String::new(), "dev.jsonl"),
-        (String::new(), "test.jsonl"),
-    ];
-    for (i, prob) in problems.iter().enumerate() {
-        let k = match (i / 5) % 10 {
-            8 => 1,
-            9 => 2,
-            _ => 0,
-        };
-        splits[k].0.push_str(&serde_json::to_string(prob)?);
-        splits[k].0.push('\n');
-    }
-    for (text, name) in &splits {
-        crate::io::write_atomic(dir.join(name), text.as_bytes())?;
+    for (k, name) in ["train.jsonl", "dev.jsonl", "test.jsonl"].iter().enumerate() {
+        let split = problems.iter().enumerate().filter(|(i, _)| {
+            let block_split = match (i / 5) % 10 {
+                8 => 1,
+                9 => 2,
+                _ => 0,
+            };
+            block_split == k
+        });
+        crate::data::write_jsonl(dir.join(name), split.map(|(_, prob)| prob))?;
     }
     Ok(())
 }

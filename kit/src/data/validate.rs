@@ -498,9 +498,8 @@ pub fn check_file(path: &Path, kind: Option<DatasetKind>) -> Result<FileReport> 
             line: rows.first().map_or(1, |r| r.0),
             field: "-".into(),
             msg: "cannot tell the dataset kind from the fields: expected messages or prompt, completion (SFT); \
-                  prompt, chosen, rejected \
-                  (preference); prompt, answer (math); en, ja (translation); passage, keywords (keyword summary); or \
-                  input, output, eval_aspect (tasks)"
+                  prompt, chosen, rejected (preference); prompt, answer (math); en, ja (translation); passage, \
+                  keywords (keyword summary); or input, output, eval_aspect (tasks)"
                 .into(),
         });
         report.issues = issues;

@@ -54,12 +54,7 @@ pub fn keep_until(path: &Path, done_steps: usize) -> Result<()> {
             .filter(|r| r.step <= done_steps)
             .collect()
     };
-    let mut text = String::new();
-    for r in &kept {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
-    }
-    crate::io::write_atomic(path, text.as_bytes())
+    crate::data::write_jsonl(path, &kept)
 }
 
 /// The rows of a `completions.jsonl`.
