@@ -240,6 +240,9 @@ pub struct Grpo {
     pub initial: Option<AdapterSnapshot>,
     /// Every completion sampled for training, with its rewards, when `log_completions` is set.
     pub completions: Vec<LoggedCompletion>,
+    /// Skip the forward and backward passes of completions whose advantage is 0 where that changes nothing (β = 0,
+    /// one iteration per rollout). On by default; off only to check the claim.
+    pub skip_zero_advantage: bool,
 }
 
 impl Grpo {
@@ -289,6 +292,7 @@ impl Grpo {
             rollouts: None,
             initial: None,
             completions: vec![],
+            skip_zero_advantage: true,
         })
     }
 
@@ -608,6 +612,9 @@ impl Grpo {
                 num_tokens: batch.num_tokens,
             });
         }
+        if let Some(out) = self.loss_on_signal_only(model, r, &batch, tokens_in_step)? {
+            return Ok(out);
+        }
         // The reference first: with `Initial` its pass swaps the adapter's values, which the policy's graph below
         // must not see.
         let reference = if self.cfg.beta != 0.0 {
@@ -638,6 +645,78 @@ impl Grpo {
             metrics,
             num_tokens: batch.num_tokens,
         })
+    }
+
+    /// With β = 0 and π_old = π (one iteration per rollout, so every ratio is 1), a completion whose advantage is 0
+    /// — every completion of a group with tied rewards — adds exactly 0 to the loss and to its gradient. Its forward
+    /// and backward passes are skipped (DAPO's dynamic sampling drops such groups as well, Yu et al. 2025, §3.2):
+    /// the loss of the others is rescaled to the whole micro-batch's normaliser, so the gradient is the same, and
+    /// so are the clip ratios (means over all scored tokens). `entropy` is then the mean over the completions that
+    /// carry a signal. `None` when nothing can be skipped.
+    fn loss_on_signal_only(
+        &self,
+        model: &Model,
+        r: &Rollout,
+        full: &SeqBatch,
+        tokens_in_step: Option<usize>,
+    ) -> Result<Option<StepOutput>> {
+        let n = r.seqs.len();
+        let kept: Vec<usize> = (0..n).filter(|&i| r.advantages[i] != 0.0).collect();
+        if !self.skip_zero_advantage || self.cfg.beta != 0.0 || r.old_logps.is_some() || kept.len() == n {
+            return Ok(None);
+        }
+        let tokens = |rows: &mut dyn Iterator<Item = usize>| -> usize {
+            rows.map(|i| r.seqs[i].completion_mask.iter().filter(|&&m| m).count())
+                .sum()
+        };
+        let (all_tokens, kept_tokens) = (tokens(&mut (0..n)), tokens(&mut kept.iter().copied()));
+        let refs: Vec<&Tokenized> = kept.iter().map(|&i| &r.seqs[i]).collect();
+        let batch = collate(&refs, self.pad_token_id, model.device())?;
+        let scores = token_scores_at(&model.decoder, &batch, self.cfg.temperature)?;
+        let adv: Vec<f32> = kept.iter().map(|&i| r.advantages[i]).collect();
+        let adv = Tensor::from_vec(adv, kept.len(), model.device())?;
+        // dapo divides by the tokens of the step (or, alone, of this micro-batch): all of them, not the kept ones.
+        let step_tokens = match self.cfg.loss_type {
+            GrpoLossType::Dapo => Some(tokens_in_step.unwrap_or(all_tokens)),
+            _ => tokens_in_step,
+        };
+        let (loss, mut metrics) = grpo_loss(
+            &scores.logps,
+            &scores.logps.detach(),
+            None,
+            &batch.mask,
+            &adv,
+            &self.cfg,
+            step_tokens,
+        )?;
+        let token_share = kept_tokens as f64 / all_tokens.max(1) as f64;
+        // grpo and dr_grpo average over completions, bnpo over tokens; dapo's divisor is already the whole step's.
+        let scale = match self.cfg.loss_type {
+            GrpoLossType::Grpo | GrpoLossType::DrGrpo => kept.len() as f64 / n as f64,
+            GrpoLossType::Bnpo => token_share,
+            GrpoLossType::Dapo => 1.0,
+        };
+        for k in [
+            grpo_keys::CLIP_RATIO_LOW_MEAN,
+            grpo_keys::CLIP_RATIO_HIGH_MEAN,
+            grpo_keys::CLIP_RATIO_REGION_MEAN,
+        ] {
+            if let Some(v) = metrics.get_mut(k) {
+                *v *= token_share;
+            }
+        }
+        // A skipped completion with tokens has no clipped token: the smallest share of low-clipped tokens is 0.
+        if kept_tokens < all_tokens {
+            metrics.insert(grpo_keys::CLIP_RATIO_LOW_MIN.into(), 0.0);
+        }
+        let stats = logit_stats(&scores, 0..kept.len())?;
+        metrics.insert(keys::ENTROPY.into(), stats.entropy);
+        metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        Ok(Some(StepOutput {
+            loss: (loss * scale)?,
+            metrics,
+            num_tokens: full.num_tokens,
+        }))
     }
 }
 

@@ -549,3 +549,99 @@ fn grpo_logs_every_sampled_completion_with_the_rewards_its_metrics_average() {
     }
     assert!(logged.iter().all(|c| c.prompt.starts_with("t1 t")));
 }
+
+#[test]
+fn grpo_skipping_tied_groups_changes_no_step_for_any_loss_type() {
+    // β = 0: the completions of a group whose rewards tie have advantage 0 and add nothing to the loss or its
+    // gradient, so the objective skips their passes. The oracle is the same run without the skip: loss, gradient
+    // norm, clip ratios and the trained weights must agree, for every aggregation over tokens.
+    let prompts: Vec<PromptExample> = (0..2u32)
+        .map(|i| PromptExample {
+            ids: vec![1, 10 + i, 20 + i],
+            text: format!("t1 t{} t{}", 10 + i, 20 + i),
+            columns: Default::default(),
+        })
+        .collect();
+    let run = |loss_type: GrpoLossType, skip: bool| -> (Vec<kit::train::Metrics>, Vec<f32>) {
+        let mut model = common::tiny_model("llama");
+        // A bias towards EOS (id 2) gives completions of unequal lengths, so token and completion means differ.
+        let mut bias = vec![0f32; model.config().vocab_size];
+        bias[2] = 3.0;
+        model.decoder.lm_head.bias = Some(candle_core::Tensor::new(bias, &candle_core::Device::Cpu).unwrap());
+        let adapter = model.attach_lora(&lora_cfg()).unwrap();
+        // The first prompt's group always ties; the second's is scored by its first token.
+        let reward = reward_fn("tied_then_good", |p, c, _| {
+            if p.contains("t10") {
+                1.0
+            } else {
+                first_id(c).map_or(0.0, |id| (id % 2) as f32)
+            }
+        });
+        let cfg = GrpoConfig {
+            args: TrainingArguments {
+                output_dir: common::temp_dir(&format!("grpo-skip-{loss_type:?}-{skip}")),
+                learning_rate: 1e-2,
+                per_device_train_batch_size: 16,
+                max_steps: Some(2),
+                logging_steps: 1,
+                disable_tqdm: true,
+                seed: 9,
+                ..Default::default()
+            },
+            num_generations: 8,
+            max_completion_length: 5,
+            loss_type,
+            ..Default::default()
+        };
+        let mut grpo = Grpo::new(&model, cfg.clone(), vec![reward]).unwrap();
+        grpo.skip_zero_advantage = skip;
+        let out = Trainer::new(&model, &adapter, grpo, cfg.args.clone())
+            .with_data(prompts.clone(), vec![])
+            .train()
+            .unwrap();
+        let weights = adapter
+            .params()
+            .iter()
+            .flat_map(|(_, _, b)| b.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect();
+        (out.log_history, weights)
+    };
+    for loss_type in [
+        GrpoLossType::Grpo,
+        GrpoLossType::DrGrpo,
+        GrpoLossType::Dapo,
+        GrpoLossType::Bnpo,
+    ] {
+        let ((skipped, w_skipped), (full, w_full)) = (run(loss_type, true), run(loss_type, false));
+        let steps: Vec<_> = full.iter().filter(|m| m.contains_key("grad_norm")).collect();
+        assert_eq!(steps.len(), 2, "{full:?}");
+        for (a, b) in skipped.iter().filter(|m| m.contains_key("grad_norm")).zip(&steps) {
+            assert!(
+                b["frac_reward_zero_std"] > 0.0 && b["frac_reward_zero_std"] < 1.0 && b["grad_norm"] > 0.0,
+                "{loss_type:?}: the step must have a tied group and a scored one: {b:?}"
+            );
+            for k in [
+                "loss",
+                "grad_norm",
+                "reward",
+                "clip_ratio/region_mean",
+                "clip_ratio/low_min",
+            ] {
+                let (x, y) = (a[k], b[k]);
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1e-3),
+                    "{loss_type:?} step {}: {k} {x} (skipped) vs {y} (full)",
+                    b["step"]
+                );
+            }
+        }
+        let moved = w_full.iter().map(|x| x.abs()).fold(0f32, f32::max);
+        assert!(moved > 1e-4, "{loss_type:?}: B did not move ({moved})");
+        let diff = w_skipped
+            .iter()
+            .zip(&w_full)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(diff <= 1e-5 * moved.max(1.0), "{loss_type:?}: weights differ by {diff}");
+    }
+}
