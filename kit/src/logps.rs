@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::data::tokenize::Tokenized;
 use crate::lm_head::{head_scores, HeadScores};
-use crate::model::Decoder;
+use crate::model::{Decoder, PackedGroup};
 use crate::{Error, Result};
 
 /// Right-padded token ids and, for each predicted token, its loss weight.
@@ -81,7 +81,7 @@ pub fn token_scores_padded(decoder: &Decoder, batch: &SeqBatch, temperature: f64
 /// sequence, if longer). Attention costs width² a row, so rows stay short.
 const PACK_WIDTH: usize = 256;
 
-/// First fit, longest first: rows of sequence indices whose lengths sum to at most `capacity` (≥ the longest).
+/// First fit, longest first: rows of item indices whose lengths sum to at most `capacity` (≥ the longest).
 fn pack_rows(lengths: &[usize], capacity: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
@@ -101,6 +101,66 @@ fn pack_rows(lengths: &[usize], capacity: usize) -> Vec<Vec<usize>> {
     rows
 }
 
+/// Sequences that run together in a packed row: `members` share their first `prefix` tokens, which run once
+/// (0: one sequence, run whole).
+#[derive(Debug, Clone, PartialEq)]
+struct Group {
+    prefix: usize,
+    members: Vec<usize>,
+}
+
+impl Group {
+    fn len(&self, lengths: &[usize]) -> usize {
+        self.prefix + self.members.iter().map(|&r| lengths[r] - self.prefix).sum::<usize>()
+    }
+}
+
+/// The groups of a batch: sequences with the same tokens before their first scored position (a prompt, whose
+/// completions GRPO samples G of and DPO pairs two of) share them; the state at the first scored position itself
+/// belongs to each sequence's own part. A group longer than `capacity` is cut into groups that each repeat the
+/// prefix. Sequences with nothing scored are left out: no state of theirs is needed.
+fn plan_groups(ids: &[Vec<u32>], lengths: &[usize], first_scored: &[Option<usize>], capacity: usize) -> Vec<Group> {
+    let mut prompts: Vec<(&[u32], Vec<usize>)> = vec![];
+    for (r, first) in first_scored.iter().enumerate() {
+        let Some(j0) = *first else { continue };
+        let key = &ids[r][..j0];
+        match prompts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(r),
+            None => prompts.push((key, vec![r])),
+        }
+    }
+    let mut groups = vec![];
+    for (key, members) in prompts {
+        let p = key.len();
+        if members.len() < 2 || p == 0 {
+            groups.extend(members.into_iter().map(|r| Group {
+                prefix: 0,
+                members: vec![r],
+            }));
+            continue;
+        }
+        let mut current = Group {
+            prefix: p,
+            members: vec![],
+        };
+        for r in members {
+            let fits = current.len(lengths) + lengths[r] - p <= capacity;
+            if !current.members.is_empty() && !fits {
+                groups.push(std::mem::replace(
+                    &mut current,
+                    Group {
+                        prefix: p,
+                        members: vec![],
+                    },
+                ));
+            }
+            current.members.push(r);
+        }
+        groups.push(current);
+    }
+    groups
+}
+
 fn scores(decoder: &Decoder, batch: &SeqBatch, temperature: f64, pack: bool) -> Result<TokenScores> {
     if !(temperature > 0.0 && temperature.is_finite()) {
         return Err(Error::Input(format!("temperature must be positive, got {temperature}")));
@@ -109,55 +169,84 @@ fn scores(decoder: &Decoder, batch: &SeqBatch, temperature: f64, pack: bool) -> 
     let mask = batch.mask.to_vec2::<f32>()?;
     let ids = batch.ids.to_vec2::<u32>()?;
     let dev = batch.ids.device();
-    // Where row r's position j lies among the decoder's output rows: r·(t − 1) + j padded, or its packed row's
-    // start plus its offset in that row plus j packed (a sequence's positions stay contiguous either way).
-    let lengths = &batch.lengths;
-    let rows = pack_rows(lengths, PACK_WIDTH.max(t));
-    let width = rows
-        .iter()
-        .map(|r| r.iter().map(|&i| lengths[i]).sum::<usize>())
-        .max()
-        .unwrap_or(0);
-    let pack = pack && lengths.len() == b && rows.len() * width < b * t;
-    let (hidden, starts) = if pack {
-        let mut starts = vec![0; b];
-        let mut seqs = vec![];
-        for (p, row) in rows.iter().enumerate() {
-            let mut offset = 0;
-            seqs.push(row.iter().map(|&i| &ids[i][..lengths[i]]).collect::<Vec<_>>());
-            for &i in row {
-                starts[i] = p * width + offset;
-                offset += lengths[i];
-            }
-        }
-        let hidden = decoder.forward_packed_hidden(&seqs)?; // (rows, width, hidden)
-        let h = hidden.dim(2)?;
-        (hidden.reshape((rows.len() * width, h))?, starts)
-    } else {
-        let hidden = decoder.forward_hidden(&batch.ids, None, None)?;
-        let h = hidden.dim(2)?;
-        let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
-        (hidden, (0..b).map(|r| r * (t - 1)).collect())
-    };
-    let mut flat = vec![];
     let mut scored = vec![];
     let mut targets = vec![];
     let mut positions = vec![];
+    let mut first_scored = vec![None; b];
     for (r, row) in mask.iter().enumerate() {
         for (j, &m) in row.iter().enumerate() {
             if m != 0.0 {
-                flat.push((starts[r] + j) as u32);
+                first_scored[r].get_or_insert(j);
                 scored.push((r * (t - 1) + j) as u32);
                 targets.push(ids[r][j + 1]);
                 positions.push((r, j));
             }
         }
     }
-    if flat.is_empty() {
+    if scored.is_empty() {
         return Err(Error::Input(
             "nothing to score: every position of the batch is masked out".into(),
         ));
     }
+    // Where row r's position j lies among the decoder's output rows: base[r] + j, with base[r] = r·(t − 1)
+    // padded; packed, its row's start plus the offset of its group in the row, plus (sharing a prefix) the
+    // lengths of the suffixes before its own.
+    let lengths = &batch.lengths;
+    let pack = pack && lengths.len() == b;
+    let groups = if pack {
+        plan_groups(&ids, lengths, &first_scored, PACK_WIDTH.max(t))
+    } else {
+        vec![]
+    };
+    let group_lengths: Vec<usize> = groups.iter().map(|g| g.len(lengths)).collect();
+    let capacity = PACK_WIDTH.max(t).max(group_lengths.iter().copied().max().unwrap_or(0));
+    let rows = pack_rows(&group_lengths, capacity);
+    let width = rows
+        .iter()
+        .map(|r| r.iter().map(|&g| group_lengths[g]).sum::<usize>())
+        .max()
+        .unwrap_or(0);
+    let (hidden, base) = if pack && rows.len() * width < b * t {
+        let mut base = vec![0; b];
+        let mut packed = vec![];
+        for (p, row) in rows.iter().enumerate() {
+            let mut offset = p * width;
+            let mut in_row = vec![];
+            for &gi in row {
+                let g = &groups[gi];
+                if g.prefix == 0 {
+                    let r = g.members[0];
+                    base[r] = offset;
+                    in_row.push(PackedGroup {
+                        prefix: &ids[r][..lengths[r]],
+                        suffixes: vec![],
+                    });
+                } else {
+                    // Suffix m starts at offset + prefix + (suffixes before it); its position j sits j − prefix in.
+                    let mut at = offset;
+                    for &r in &g.members {
+                        base[r] = at;
+                        at += lengths[r] - g.prefix;
+                    }
+                    in_row.push(PackedGroup {
+                        prefix: &ids[g.members[0]][..g.prefix],
+                        suffixes: g.members.iter().map(|&r| &ids[r][g.prefix..lengths[r]]).collect(),
+                    });
+                }
+                offset += group_lengths[gi];
+            }
+            packed.push(in_row);
+        }
+        let hidden = decoder.forward_grouped_hidden(&packed)?; // (rows, width, hidden)
+        let h = hidden.dim(2)?;
+        (hidden.reshape((rows.len() * width, h))?, base)
+    } else {
+        let hidden = decoder.forward_hidden(&batch.ids, None, None)?;
+        let h = hidden.dim(2)?;
+        let hidden = hidden.narrow(1, 0, t - 1)?.reshape((b * (t - 1), h))?;
+        (hidden, (0..b).map(|r| r * (t - 1)).collect())
+    };
+    let flat: Vec<u32> = positions.iter().map(|&(r, j)| (base[r] + j) as u32).collect();
     let k = flat.len();
     let index = Tensor::from_vec(flat, k, dev)?;
     // The head runs on the scored rows only, a chunk at a time (`lm_head`): no (k × vocab) logits are kept.

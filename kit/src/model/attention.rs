@@ -210,28 +210,65 @@ pub fn build_mask(
     Ok(Tensor::from_vec(data, (b, 1, seq, total), device)?)
 }
 
-/// The additive mask of rows of packed sequences ([`crate::model::Decoder::forward_packed_hidden`]):
-/// (rows, 1, width, width), each query seeing the keys of its own sequence up to itself (and, with a `window`,
-/// no further back than it); padding beyond a row's sequences sees and is seen by nothing.
+/// The lengths of one group in a packed row: a `prefix` and the `suffixes` that each continue it (a plain sequence
+/// is a prefix with no suffix). Laid out as prefix, suffix 1, suffix 2, …; every suffix counts its positions on
+/// from the prefix's end, as if it followed the prefix alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupLengths {
+    pub prefix: usize,
+    pub suffixes: Vec<usize>,
+}
+
+impl GroupLengths {
+    /// Tokens the group takes in its row.
+    pub fn len(&self) -> usize {
+        self.prefix + self.suffixes.iter().sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The additive mask of packed rows ([`crate::model::Decoder::forward_grouped_hidden`]): (rows, 1, width, width).
+/// A prefix token sees its prefix up to itself; a suffix token sees the whole prefix and its own suffix up to
+/// itself, never another suffix (and, with a `window`, no key further back than it in its sequence's positions).
+/// Padding beyond a row's groups sees and is seen by nothing.
 pub fn build_packed_mask(
-    segments: &[Vec<usize>],
+    rows: &[Vec<GroupLengths>],
     width: usize,
     window: Option<usize>,
     device: &Device,
 ) -> Result<Tensor> {
-    let mut data = vec![MASKED; segments.len() * width * width];
-    for (r, lengths) in segments.iter().enumerate() {
+    let mut data = vec![MASKED; rows.len() * width * width];
+    // Keys `from..to` of the query at slot `query` of packed row `r` are visible.
+    let mut open = |r: usize, query: usize, from: usize, to: usize| {
+        let row = &mut data[(r * width + query) * width..(r * width + query + 1) * width];
+        row[from..to].fill(0.0);
+    };
+    for (r, groups) in rows.iter().enumerate() {
         let mut start = 0;
-        for &len in lengths {
-            for i in 0..len {
-                let row = &mut data[(r * width + start + i) * width..(r * width + start + i + 1) * width];
+        for g in groups {
+            let p = g.prefix;
+            for i in 0..p {
                 let first = window.map_or(0, |w| (i + 1).saturating_sub(w));
-                row[start + first..=start + i].fill(0.0);
+                open(r, start + i, start + first, start + i + 1);
             }
-            start += len;
+            let mut at = start + p;
+            for &len in &g.suffixes {
+                for c in 0..len {
+                    // Logical position p + c: prefix keys from (p + c + 1 − w), own keys from (c + 1 − w).
+                    let prefix_first = window.map_or(0, |w| (p + c + 1).saturating_sub(w)).min(p);
+                    open(r, at + c, start + prefix_first, start + p);
+                    let own_first = window.map_or(0, |w| (c + 1).saturating_sub(w));
+                    open(r, at + c, at + own_first, at + c + 1);
+                }
+                at += len;
+            }
+            start = at;
         }
     }
-    Ok(Tensor::from_vec(data, (segments.len(), 1, width, width), device)?)
+    Ok(Tensor::from_vec(data, (rows.len(), 1, width, width), device)?)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, QTensor};
 use candle_core::{DType, Device, IndexOp, Tensor};
 
-use super::attention::{build_mask, Attention};
+use super::attention::{build_mask, build_packed_mask, Attention, GroupLengths};
 use super::config::{LayerKind, ModelConfig};
 use super::kv_cache::{KvCache, LayerCache};
 use super::linear::Linear;
@@ -72,6 +72,25 @@ impl Embedding {
                 Ok(sub.dequantize(device)?.reshape((b, t, dim))?.to_dtype(dtype)?)
             }
         }
+    }
+}
+
+/// One group of a packed row for [`Decoder::forward_grouped_hidden`]: a prefix and the suffixes that each continue
+/// it (none: a plain sequence).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedGroup<'a> {
+    pub prefix: &'a [u32],
+    pub suffixes: Vec<&'a [u32]>,
+}
+
+impl PackedGroup<'_> {
+    /// Tokens the group takes in its row.
+    pub fn len(&self) -> usize {
+        self.prefix.len() + self.suffixes.iter().map(|s| s.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -309,12 +328,37 @@ impl Decoder {
     /// padded batch gives it, up to the order of float sums (TRL's `padding_free`). Fewer positions run through the
     /// layers when the lengths differ.
     pub fn forward_packed_hidden(&self, rows: &[Vec<&[u32]>]) -> Result<Tensor> {
+        let rows: Vec<Vec<PackedGroup>> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|s| PackedGroup {
+                        prefix: s,
+                        suffixes: vec![],
+                    })
+                    .collect()
+            })
+            .collect();
+        self.forward_grouped_hidden(&rows)
+    }
+
+    /// [`Decoder::forward_packed_hidden`] for groups of sequences that share a prefix (a prompt and its sampled
+    /// completions, or a prompt with its chosen and rejected answers): the prefix runs once, then each suffix,
+    /// each attending to the prefix and to itself. A suffix token's state is the one it has in the prefix followed
+    /// by that suffix alone; the group's states lie as prefix, suffix 1, suffix 2, … in its row. The prefix's keys
+    /// and values serve every suffix, and its gradient sums theirs.
+    pub fn forward_grouped_hidden(&self, rows: &[Vec<PackedGroup>]) -> Result<Tensor> {
         let width = rows
             .iter()
-            .map(|r| r.iter().map(|s| s.len()).sum::<usize>())
+            .map(|r| r.iter().map(PackedGroup::len).sum::<usize>())
             .max()
             .unwrap_or(0);
-        let longest = rows.iter().flatten().map(|s| s.len()).max().unwrap_or(0);
+        let longest = rows
+            .iter()
+            .flatten()
+            .map(|g| g.prefix.len() + g.suffixes.iter().map(|s| s.len()).max().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
         if width == 0 {
             return Err(Error::Input("nothing to run: no tokens in the packed rows".into()));
         }
@@ -324,31 +368,34 @@ impl Decoder {
                 self.config.max_position_embeddings
             )));
         }
-        let (mut ids, mut positions, mut segments) = (vec![], vec![], vec![]);
+        let (mut ids, mut positions, mut layout) = (vec![], vec![], vec![]);
         for row in rows {
             let mut filled = 0;
-            let mut lengths = vec![];
-            for s in row {
-                ids.extend_from_slice(s);
-                positions.extend(0..s.len() as u32);
-                lengths.push(s.len());
-                filled += s.len();
+            let mut groups = vec![];
+            for g in row {
+                let p = g.prefix.len() as u32;
+                ids.extend_from_slice(g.prefix);
+                positions.extend(0..p);
+                for s in &g.suffixes {
+                    ids.extend_from_slice(s);
+                    positions.extend(p..p + s.len() as u32);
+                }
+                groups.push(GroupLengths {
+                    prefix: g.prefix.len(),
+                    suffixes: g.suffixes.iter().map(|s| s.len()).collect(),
+                });
+                filled += g.len();
             }
             ids.extend(std::iter::repeat_n(0, width - filled));
             positions.extend(std::iter::repeat_n(0, width - filled));
-            segments.push(lengths);
+            layout.push(groups);
         }
         let n = rows.len();
         let ids = Tensor::from_vec(ids, (n, width), &self.device)?;
         let positions = Tensor::from_vec(positions, (n, width), &self.device)?;
-        let full_mask = super::attention::build_packed_mask(&segments, width, None, &self.device)?;
+        let full_mask = build_packed_mask(&layout, width, None, &self.device)?;
         let sliding_mask = match self.sliding_window() {
-            Some(w) => Some(super::attention::build_packed_mask(
-                &segments,
-                width,
-                Some(w),
-                &self.device,
-            )?),
+            Some(w) => Some(build_packed_mask(&layout, width, Some(w), &self.device)?),
             None => None,
         };
         let checkpointing = self.checkpointing();

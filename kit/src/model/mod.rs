@@ -15,7 +15,7 @@ pub mod rope;
 /// Frozen weights are defined with their kernels, one layer down.
 pub use crate::quant::FrozenWeight;
 pub use config::{Activation, Arch, LayerKind, ModelConfig, RopeScaling};
-pub use decoder::{Decoder, Embedding};
+pub use decoder::{Decoder, Embedding, PackedGroup};
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use load::WeightSource;

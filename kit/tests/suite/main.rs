@@ -15,6 +15,7 @@ mod hub_cache;
 mod kl;
 mod lora_parity;
 mod online_trainers;
+mod packing;
 mod qlora_ops;
 mod qlora_patterns;
 mod real_models;
