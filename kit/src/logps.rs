@@ -193,13 +193,14 @@ fn scores(decoder: &Decoder, batch: &SeqBatch, temperature: f64, pack: bool) -> 
     // lengths of the suffixes before its own.
     let lengths = &batch.lengths;
     let pack = pack && lengths.len() == b;
+    // No group is longer than the capacity: a group of one sequence is at most t long.
+    let capacity = PACK_WIDTH.max(t);
     let groups = if pack {
-        plan_groups(&ids, lengths, &first_scored, PACK_WIDTH.max(t))
+        plan_groups(&ids, lengths, &first_scored, capacity)
     } else {
         vec![]
     };
     let group_lengths: Vec<usize> = groups.iter().map(|g| g.len(lengths)).collect();
-    let capacity = PACK_WIDTH.max(t).max(group_lengths.iter().copied().max().unwrap_or(0));
     let rows = pack_rows(&group_lengths, capacity);
     let width = rows
         .iter()

@@ -84,13 +84,12 @@ pub struct PackedGroup<'a> {
 }
 
 impl PackedGroup<'_> {
-    /// Tokens the group takes in its row.
-    pub fn len(&self) -> usize {
-        self.prefix.len() + self.suffixes.iter().map(|s| s.len()).sum::<usize>()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// The group's lengths, as the packed mask reads them.
+    pub fn lengths(&self) -> GroupLengths {
+        GroupLengths {
+            prefix: self.prefix.len(),
+            suffixes: self.suffixes.iter().map(|s| s.len()).collect(),
+        }
     }
 }
 
@@ -348,15 +347,19 @@ impl Decoder {
     /// by that suffix alone; the group's states lie as prefix, suffix 1, suffix 2, … in its row. The prefix's keys
     /// and values serve every suffix, and its gradient sums theirs.
     pub fn forward_grouped_hidden(&self, rows: &[Vec<PackedGroup>]) -> Result<Tensor> {
-        let width = rows
+        let layout: Vec<Vec<GroupLengths>> = rows
             .iter()
-            .map(|r| r.iter().map(PackedGroup::len).sum::<usize>())
+            .map(|r| r.iter().map(PackedGroup::lengths).collect())
+            .collect();
+        let width = layout
+            .iter()
+            .map(|r| r.iter().map(GroupLengths::len).sum::<usize>())
             .max()
             .unwrap_or(0);
-        let longest = rows
+        let longest = layout
             .iter()
             .flatten()
-            .map(|g| g.prefix.len() + g.suffixes.iter().map(|s| s.len()).max().unwrap_or(0))
+            .map(|g| g.prefix + g.suffixes.iter().copied().max().unwrap_or(0))
             .max()
             .unwrap_or(0);
         if width == 0 {
@@ -368,10 +371,8 @@ impl Decoder {
                 self.config.max_position_embeddings
             )));
         }
-        let (mut ids, mut positions, mut layout) = (vec![], vec![], vec![]);
-        for row in rows {
-            let mut filled = 0;
-            let mut groups = vec![];
+        let (mut ids, mut positions) = (vec![], vec![]);
+        for (row, lengths) in rows.iter().zip(&layout) {
             for g in row {
                 let p = g.prefix.len() as u32;
                 ids.extend_from_slice(g.prefix);
@@ -380,15 +381,10 @@ impl Decoder {
                     ids.extend_from_slice(s);
                     positions.extend(p..p + s.len() as u32);
                 }
-                groups.push(GroupLengths {
-                    prefix: g.prefix.len(),
-                    suffixes: g.suffixes.iter().map(|s| s.len()).collect(),
-                });
-                filled += g.len();
             }
+            let filled: usize = lengths.iter().map(GroupLengths::len).sum();
             ids.extend(std::iter::repeat_n(0, width - filled));
             positions.extend(std::iter::repeat_n(0, width - filled));
-            layout.push(groups);
         }
         let n = rows.len();
         let ids = Tensor::from_vec(ids, (n, width), &self.device)?;

@@ -240,8 +240,8 @@ pub struct Grpo {
     pub initial: Option<AdapterSnapshot>,
     /// Every completion sampled for training, with its rewards, when `log_completions` is set.
     pub completions: Vec<LoggedCompletion>,
-    /// Skip the forward and backward passes of completions whose advantage is 0 where that changes nothing (β = 0,
-    /// one iteration per rollout). On by default; off only to check the claim.
+    /// Skip the forward and backward passes of completions whose advantage is 0 where that changes nothing (β = 0;
+    /// see `loss_on`). On by default; off only to check the claim.
     pub skip_zero_advantage: bool,
 }
 
@@ -475,11 +475,14 @@ impl Grpo {
 
     /// Completion tokens the loss of rollout `r` counts (truncated completions masked out when asked).
     fn loss_tokens(r: &Rollout) -> usize {
-        r.seqs
-            .iter()
-            .map(|t| t.completion_mask.iter().filter(|&&m| m).count())
-            .sum()
+        r.seqs.iter().map(scored_tokens).sum()
     }
+}
+
+/// The tokens of `t` its loss scores: the completion tokens after the first (the first token is never predicted),
+/// as `collate`'s mask counts them.
+fn scored_tokens(t: &Tokenized) -> usize {
+    t.completion_mask.iter().skip(1).filter(|&&m| m).count()
 }
 
 impl Objective for Grpo {
@@ -585,6 +588,12 @@ impl Grpo {
         }
     }
 
+    /// The loss of one rollout. With β = 0 a completion whose advantage is 0 — every completion of a group with
+    /// tied rewards — adds exactly 0 to the loss and to its gradient, whatever its ratio (ρ · 0 and clip(ρ) · 0).
+    /// Its forward and backward passes are skipped (DAPO's dynamic sampling drops such groups as well, Yu et al.
+    /// 2025, §3.2) and the others' loss is rescaled to the whole micro-batch's normaliser, so the gradient is the
+    /// same, and so are the clip ratios (means over all scored tokens; a skipped token is never clipped). `entropy`
+    /// is then the mean over the completions that carry a signal; with no such completion no pass runs at all.
     fn loss_on(
         &self,
         model: &Model,
@@ -592,16 +601,16 @@ impl Grpo {
         r: &Rollout,
         tokens_in_step: Option<usize>,
     ) -> Result<StepOutput> {
-        let refs: Vec<&Tokenized> = r.seqs.iter().collect();
-        let batch = collate(&refs, self.pad_token_id, model.device())?;
-        let nothing_scored = batch.mask.sum_all()?.to_scalar::<f32>()? == 0.0;
-        // With β = 0 and every advantage 0 (each group's rewards tied: `frac_reward_zero_std` = 1), every token's
-        // loss is 0 and so is its gradient; the forward and backward passes would compute exactly that.
-        let no_signal = self.cfg.beta == 0.0 && r.advantages.iter().all(|&a| a == 0.0);
-        if nothing_scored || no_signal {
+        let n = r.seqs.len();
+        let num_tokens = r.seqs.iter().map(|s| s.ids.len()).sum();
+        let skip = self.skip_zero_advantage && self.cfg.beta == 0.0;
+        let kept: Vec<usize> = (0..n).filter(|&i| !skip || r.advantages[i] != 0.0).collect();
+        let all_tokens = Self::loss_tokens(r);
+        let kept_tokens: usize = kept.iter().map(|&i| scored_tokens(&r.seqs[i])).sum();
+        if kept_tokens == 0 {
             let mut metrics = r.metrics.clone();
-            if !nothing_scored {
-                // No advantage has a sign, so no token is clipped.
+            if all_tokens > 0 {
+                // No scored token has an advantage with a sign, so none is clipped.
                 for k in grpo_keys::CLIP_RATIOS {
                     metrics.insert(k.into(), 0.0);
                 }
@@ -609,12 +618,11 @@ impl Grpo {
             return Ok(StepOutput {
                 loss: zero_with_zero_gradients(adapter, model.device())?,
                 metrics,
-                num_tokens: batch.num_tokens,
+                num_tokens,
             });
         }
-        if let Some(out) = self.loss_on_signal_only(model, r, &batch, tokens_in_step)? {
-            return Ok(out);
-        }
+        let refs: Vec<&Tokenized> = kept.iter().map(|&i| &r.seqs[i]).collect();
+        let batch = collate(&refs, self.pad_token_id, model.device())?;
         // The reference first: with `Initial` its pass swaps the adapter's values, which the policy's graph below
         // must not see.
         let reference = if self.cfg.beta != 0.0 {
@@ -624,10 +632,17 @@ impl Grpo {
         };
         let scores = token_scores_at(&model.decoder, &batch, self.cfg.temperature)?;
         let old = match &r.old_logps {
+            // π_old's (n, t − 1) log-probs, cut to the kept rows and their batch's width.
+            Some(o) if kept.len() < n => {
+                let rows = Tensor::from_vec(kept.iter().map(|&i| i as u32).collect(), kept.len(), model.device())?;
+                o.index_select(&rows, 0)?.narrow(1, 0, batch.mask.dim(1)?)?
+            }
             Some(o) => o.clone(),
             None => scores.logps.detach(),
         };
-        let adv = Tensor::from_vec(r.advantages.clone(), r.advantages.len(), model.device())?;
+        let adv: Vec<f32> = kept.iter().map(|&i| r.advantages[i]).collect();
+        let adv = Tensor::from_vec(adv, kept.len(), model.device())?;
+        // dapo divides by the tokens of the step (or, alone, of this micro-batch): all of them, not the kept ones.
         let (loss, mut metrics) = grpo_loss(
             &scores.logps,
             &old,
@@ -635,61 +650,9 @@ impl Grpo {
             &batch.mask,
             &adv,
             &self.cfg,
-            tokens_in_step,
+            Some(tokens_in_step.unwrap_or(all_tokens)),
         )?;
-        let stats = logit_stats(&scores, 0..r.seqs.len())?;
-        metrics.insert(keys::ENTROPY.into(), stats.entropy);
-        metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
-        Ok(StepOutput {
-            loss,
-            metrics,
-            num_tokens: batch.num_tokens,
-        })
-    }
-
-    /// With β = 0 and π_old = π (one iteration per rollout, so every ratio is 1), a completion whose advantage is 0
-    /// — every completion of a group with tied rewards — adds exactly 0 to the loss and to its gradient. Its forward
-    /// and backward passes are skipped (DAPO's dynamic sampling drops such groups as well, Yu et al. 2025, §3.2):
-    /// the loss of the others is rescaled to the whole micro-batch's normaliser, so the gradient is the same, and
-    /// so are the clip ratios (means over all scored tokens). `entropy` is then the mean over the completions that
-    /// carry a signal. `None` when nothing can be skipped.
-    fn loss_on_signal_only(
-        &self,
-        model: &Model,
-        r: &Rollout,
-        full: &SeqBatch,
-        tokens_in_step: Option<usize>,
-    ) -> Result<Option<StepOutput>> {
-        let n = r.seqs.len();
-        let kept: Vec<usize> = (0..n).filter(|&i| r.advantages[i] != 0.0).collect();
-        if !self.skip_zero_advantage || self.cfg.beta != 0.0 || r.old_logps.is_some() || kept.len() == n {
-            return Ok(None);
-        }
-        let tokens = |rows: &mut dyn Iterator<Item = usize>| -> usize {
-            rows.map(|i| r.seqs[i].completion_mask.iter().filter(|&&m| m).count())
-                .sum()
-        };
-        let (all_tokens, kept_tokens) = (tokens(&mut (0..n)), tokens(&mut kept.iter().copied()));
-        let refs: Vec<&Tokenized> = kept.iter().map(|&i| &r.seqs[i]).collect();
-        let batch = collate(&refs, self.pad_token_id, model.device())?;
-        let scores = token_scores_at(&model.decoder, &batch, self.cfg.temperature)?;
-        let adv: Vec<f32> = kept.iter().map(|&i| r.advantages[i]).collect();
-        let adv = Tensor::from_vec(adv, kept.len(), model.device())?;
-        // dapo divides by the tokens of the step (or, alone, of this micro-batch): all of them, not the kept ones.
-        let step_tokens = match self.cfg.loss_type {
-            GrpoLossType::Dapo => Some(tokens_in_step.unwrap_or(all_tokens)),
-            _ => tokens_in_step,
-        };
-        let (loss, mut metrics) = grpo_loss(
-            &scores.logps,
-            &scores.logps.detach(),
-            None,
-            &batch.mask,
-            &adv,
-            &self.cfg,
-            step_tokens,
-        )?;
-        let token_share = kept_tokens as f64 / all_tokens.max(1) as f64;
+        let token_share = kept_tokens as f64 / all_tokens as f64;
         // grpo and dr_grpo average over completions, bnpo over tokens; dapo's divisor is already the whole step's.
         let scale = match self.cfg.loss_type {
             GrpoLossType::Grpo | GrpoLossType::DrGrpo => kept.len() as f64 / n as f64,
@@ -712,11 +675,11 @@ impl Grpo {
         let stats = logit_stats(&scores, 0..kept.len())?;
         metrics.insert(keys::ENTROPY.into(), stats.entropy);
         metrics.extend(r.metrics.iter().map(|(k, v)| (k.clone(), *v)));
-        Ok(Some(StepOutput {
-            loss: (loss * scale)?,
+        Ok(StepOutput {
+            loss: if scale == 1.0 { loss } else { (loss * scale)? },
             metrics,
-            num_tokens: full.num_tokens,
-        }))
+            num_tokens,
+        })
     }
 }
 
