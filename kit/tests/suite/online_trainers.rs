@@ -553,7 +553,7 @@ fn grpo_logs_every_sampled_completion_with_the_rewards_its_metrics_average() {
 #[test]
 fn grpo_skipping_tied_groups_changes_no_step_for_any_loss_type() {
     // β = 0: the completions of a group whose rewards tie have advantage 0 and add nothing to the loss or its
-    // gradient, so the objective skips their passes. The oracle is the same run without the skip: loss, gradient
+    // gradient, whatever their ratio (two iterations per rollout move it off 1), so the objective skips their passes. The oracle is the same run without the skip: loss, gradient
     // norm, clip ratios and the trained weights must agree, for every aggregation over tokens.
     let prompts: Vec<PromptExample> = (0..2u32)
         .map(|i| PromptExample {
@@ -562,7 +562,7 @@ fn grpo_skipping_tied_groups_changes_no_step_for_any_loss_type() {
             columns: Default::default(),
         })
         .collect();
-    let run = |loss_type: GrpoLossType, skip: bool| -> (Vec<kit::train::Metrics>, Vec<f32>) {
+    let run = |loss_type: GrpoLossType, iterations: usize, skip: bool| -> (Vec<kit::train::Metrics>, Vec<f32>) {
         let mut model = common::tiny_model("llama");
         // A bias towards EOS (id 2) gives completions of unequal lengths, so token and completion means differ.
         let mut bias = vec![0f32; model.config().vocab_size];
@@ -579,10 +579,10 @@ fn grpo_skipping_tied_groups_changes_no_step_for_any_loss_type() {
         });
         let cfg = GrpoConfig {
             args: TrainingArguments {
-                output_dir: common::temp_dir(&format!("grpo-skip-{loss_type:?}-{skip}")),
+                output_dir: common::temp_dir(&format!("grpo-skip-{loss_type:?}-{iterations}-{skip}")),
                 learning_rate: 1e-2,
                 per_device_train_batch_size: 16,
-                max_steps: Some(2),
+                max_steps: Some(2 * iterations),
                 logging_steps: 1,
                 disable_tqdm: true,
                 seed: 9,
@@ -590,6 +590,7 @@ fn grpo_skipping_tied_groups_changes_no_step_for_any_loss_type() {
             },
             num_generations: 8,
             max_completion_length: 5,
+            num_iterations: iterations,
             loss_type,
             ..Default::default()
         };
@@ -606,15 +607,18 @@ fn grpo_skipping_tied_groups_changes_no_step_for_any_loss_type() {
             .collect();
         (out.log_history, weights)
     };
-    for loss_type in [
-        GrpoLossType::Grpo,
-        GrpoLossType::DrGrpo,
-        GrpoLossType::Dapo,
-        GrpoLossType::Bnpo,
+    for (loss_type, iterations) in [
+        (GrpoLossType::Grpo, 1),
+        (GrpoLossType::DrGrpo, 1),
+        (GrpoLossType::Dapo, 1),
+        (GrpoLossType::Bnpo, 1),
+        (GrpoLossType::Grpo, 2),
+        (GrpoLossType::Dapo, 2),
     ] {
-        let ((skipped, w_skipped), (full, w_full)) = (run(loss_type, true), run(loss_type, false));
+        let ((skipped, w_skipped), (full, w_full)) =
+            (run(loss_type, iterations, true), run(loss_type, iterations, false));
         let steps: Vec<_> = full.iter().filter(|m| m.contains_key("grad_norm")).collect();
-        assert_eq!(steps.len(), 2, "{full:?}");
+        assert_eq!(steps.len(), 2 * iterations, "{full:?}");
         for (a, b) in skipped.iter().filter(|m| m.contains_key("grad_norm")).zip(&steps) {
             assert!(
                 b["frac_reward_zero_std"] > 0.0 && b["frac_reward_zero_std"] < 1.0 && b["grad_norm"] > 0.0,
